@@ -1,0 +1,79 @@
+"""Admin for chat sessions: find a session by title or owner, read its messages, close or reopen it.
+
+Status changes go through the services, so the admin obeys the same rules as the API.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from chat_sessions import services
+from chat_sessions.models import ChatSession, ChatSessionTag, SessionChatMessage, SessionStatus
+
+
+class SessionChatMessageInline(admin.TabularInline):
+    model = SessionChatMessage
+    fields = ("message_order", "sender", "status", "message", "timestamp")
+    readonly_fields = fields
+    ordering = ("message_order",)
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ChatSessionTagInline(admin.TabularInline):
+    model = ChatSessionTag
+    extra = 0
+
+
+@admin.register(ChatSession)
+class ChatSessionAdmin(admin.ModelAdmin):
+    list_display = ("title", "created_by", "container", "status", "pinned", "message_count", "last_activity")
+    list_filter = ("status", "pinned", "title_source", ("container", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("title", "created_by__username", "created_by__email")
+    list_select_related = ("created_by", "container")
+    readonly_fields = (
+        "id",
+        "message_count",
+        "last_activity",
+        "started_at",
+        "ended_at",
+        "remote_agent_id",
+        "remote_session_id",
+        "created_at",
+        "updated_at",
+    )
+    raw_id_fields = ("created_by", "container")
+    inlines = (ChatSessionTagInline, SessionChatMessageInline)
+    actions = ("close_sessions", "reopen_sessions")
+    date_hierarchy = "last_activity"
+
+    @admin.action(description="Close the selected sessions (messages are kept)")
+    def close_sessions(self, request, queryset) -> None:
+        sessions = list(queryset.exclude(status=SessionStatus.CLOSED))
+        for session in sessions:
+            services.session_close(session=session)
+        self.message_user(request, f"Closed {len(sessions)} session(s).", messages.SUCCESS)
+
+    @admin.action(description="Reopen the selected sessions")
+    def reopen_sessions(self, request, queryset) -> None:
+        sessions = list(queryset.exclude(status=SessionStatus.ACTIVE))
+        for session in sessions:
+            services.session_reopen(session=session)
+        self.message_user(request, f"Reopened {len(sessions)} session(s).", messages.SUCCESS)
+
+
+@admin.register(SessionChatMessage)
+class SessionChatMessageAdmin(admin.ModelAdmin):
+    list_display = ("session", "message_order", "sender", "status", "timestamp")
+    list_filter = ("status", "sender")
+    search_fields = ("message", "session__title")
+    list_select_related = ("session",)
+    readonly_fields = ("session", "message_order", "sender", "client_message_id", "timestamp", "updated_at")
+    raw_id_fields = ("session",)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # messages are added by sending them, which keeps their order gap-free

@@ -1,0 +1,1 @@
+"""The agent seam: what the chat app asks of whatever answers a turn (see `base.py`)."""

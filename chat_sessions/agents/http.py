@@ -1,0 +1,56 @@
+"""Upstream HTTP for agents: one pooled aiohttp session per event loop, and an SSE line reader.
+
+aiohttp, not httpx: with hundreds of concurrent streams httpx's pool degrades sharply
+(encode/httpx#3215) and cost ~3x the CPU per relayed token in our measurements
+(shared/reference/performance-notes.md). One `ClientSession` per loop keeps connections pooled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from chat_sessions.conf import chat_settings
+
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = weakref.WeakKeyDictionary()
+
+
+def http_session() -> aiohttp.ClientSession:
+    """The shared client session of the running event loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=chat_settings.HTTP_MAX_CONNECTIONS, enable_cleanup_closed=True),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=chat_settings.HTTP_CONNECT_TIMEOUT,
+                sock_read=chat_settings.HTTP_READ_TIMEOUT,
+            ),
+            raise_for_status=False,
+        )
+        _sessions[loop] = session
+    return session
+
+
+async def sse_json_frames(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
+    """Decode `data:` lines of an SSE body into JSON values, stopping at `[DONE]`.
+
+    Accepts `data:{...}` and `data: {...}` (RAGFlow writes the first, OpenAI servers the second),
+    skips comments, `event:` and `id:` lines. A line that is not JSON raises `ValueError`.
+    """
+    async for raw in response.content:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].lstrip()
+        if payload == b"[DONE]":
+            return
+        if not payload:
+            continue
+        yield json.loads(payload)

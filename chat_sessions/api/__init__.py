@@ -1,0 +1,1 @@
+"""The REST API of chat sessions: DRF views, their serializers, filters and URLs."""

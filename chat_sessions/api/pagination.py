@@ -1,0 +1,66 @@
+"""Cursor pagination for sessions (most recent first) and messages (load older, load newer).
+
+Cursor, not offset: a page 50,000 sessions deep costs what the first page costs, and no `COUNT(*)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from chat_sessions.conf import chat_settings
+
+
+class SessionCursorPagination(CursorPagination):
+    ordering = ("-last_activity", "-id")
+    page_size_query_param = "page_size"
+
+    def __init__(self) -> None:
+        self.page_size = chat_settings.PAGE_SIZE
+        self.max_page_size = chat_settings.MAX_PAGE_SIZE
+
+    def get_paginated_response(self, data: list[Any]) -> Response:
+        return Response({"sessions": data, "next": self.get_next_link(), "previous": self.get_previous_link()})
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": ["sessions"],
+            "properties": {
+                "sessions": schema,
+                "next": {"type": "string", "nullable": True, "format": "uri"},
+                "previous": {"type": "string", "nullable": True, "format": "uri"},
+            },
+        }
+
+
+class MessageCursorPagination(CursorPagination):
+    """Newest page first; each page is returned oldest-first, so it can be shown as is.
+
+    `older` loads the page before this one, `newer` the page after it.
+    """
+
+    ordering = ("-message_order",)
+    page_size_query_param = "page_size"
+
+    def __init__(self) -> None:
+        self.page_size = chat_settings.PAGE_SIZE
+        self.max_page_size = chat_settings.MAX_PAGE_SIZE
+
+    def get_paginated_response(self, data: list[Any]) -> Response:
+        return Response(
+            {"messages": list(reversed(data)), "older": self.get_next_link(), "newer": self.get_previous_link()}
+        )
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": ["messages"],
+            "properties": {
+                "messages": schema,
+                "older": {"type": "string", "nullable": True, "format": "uri"},
+                "newer": {"type": "string", "nullable": True, "format": "uri"},
+            },
+        }

@@ -1,0 +1,142 @@
+"""What sessions and messages look like over the API, and what a client may send.
+
+Input serializers refuse fields they do not know, so a client that tries to set a server-owned
+value (`message_order`, `sender`, a message's `status`, `message_count`) gets a 400 naming it
+instead of a silent success.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from chat_sessions.conf import chat_settings
+from chat_sessions.models import ChatSession, SessionChatMessage, SessionStatus, TagSource
+from chat_sessions.payloads import message_as_dict
+
+
+class StrictInputMixin:
+    """Reject unknown keys: a typo or a server-owned field is an error the client should see."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["This field cannot be set."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    session_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = SessionChatMessage
+        fields = (
+            "id",
+            "session_id",
+            "sender",
+            "message",
+            "status",
+            "message_order",
+            "client_message_id",
+            "timestamp",
+            "metadata",
+        )
+        read_only_fields = fields
+
+    def to_representation(self, instance: SessionChatMessage) -> dict[str, Any]:
+        return message_as_dict(instance)
+
+
+def _tag_names(session: ChatSession, source: str) -> list[str]:
+    return [tag.name for tag in session.tag_set.all() if tag.source == source]
+
+
+class ChatSessionSerializer(serializers.ModelSerializer):
+    container_id = serializers.CharField(read_only=True)
+    tags = serializers.SerializerMethodField()
+    suggested_tags = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ChatSession
+        fields = (
+            "id",
+            "container_id",
+            "title",
+            "title_source",
+            "status",
+            "pinned",
+            "tags",
+            "suggested_tags",
+            "llm_model_name",
+            "rag_document_ids",
+            "message_count",
+            "last_activity",
+            "started_at",
+            "ended_at",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_tags(self, session: ChatSession) -> list[str]:
+        return _tag_names(session, TagSource.USER)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_suggested_tags(self, session: ChatSession) -> list[str]:
+        return _tag_names(session, TagSource.AUTO)
+
+
+class ChatSessionDetailSerializer(ChatSessionSerializer):
+    messages = MessageSerializer(many=True, read_only=True, source="recent_messages")
+    has_older_messages = serializers.BooleanField(read_only=True)
+
+    class Meta(ChatSessionSerializer.Meta):
+        fields = (*ChatSessionSerializer.Meta.fields, "messages", "has_older_messages")
+        read_only_fields = fields
+
+
+def _tags_field() -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(max_length=chat_settings.MAX_TAG_LENGTH, allow_blank=False),
+        max_length=chat_settings.MAX_TAGS,
+        required=False,
+    )
+
+
+class ChatSessionCreateSerializer(StrictInputMixin, serializers.Serializer):
+    title = serializers.CharField(
+        max_length=chat_settings.MAX_TITLE_LENGTH, required=False, allow_blank=True, allow_null=True
+    )
+    llm_model_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    rag_document_ids = serializers.ListField(
+        child=serializers.CharField(max_length=128), max_length=500, required=False
+    )
+    tags = _tags_field()
+
+
+class ChatSessionUpdateSerializer(StrictInputMixin, serializers.Serializer):
+    title = serializers.CharField(max_length=chat_settings.MAX_TITLE_LENGTH, required=False, allow_blank=False)
+    pinned = serializers.BooleanField(required=False)
+    tags = _tags_field()
+    status = serializers.ChoiceField(choices=SessionStatus.choices, required=False)
+
+
+class MessageSendSerializer(StrictInputMixin, serializers.Serializer):
+    message = serializers.CharField(max_length=chat_settings.MAX_MESSAGE_LENGTH, trim_whitespace=True)
+    client_message_id = serializers.RegexField(
+        r"^[A-Za-z0-9_.:\-]{1,64}$",
+        required=False,
+        allow_null=True,
+        error_messages={"invalid": "Use 1 to 64 letters, digits, '_', '.', ':' or '-'."},
+    )
+
+
+class TurnSerializer(serializers.Serializer):
+    """The finished turn, for `Accept: application/json` sends."""
+
+    user_message = MessageSerializer(read_only=True)
+    assistant_message = MessageSerializer(read_only=True)

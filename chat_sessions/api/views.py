@@ -1,0 +1,250 @@
+"""DRF views for sessions and their message history; they translate HTTP and call services.
+
+Every view first resolves the container from the URL among the containers the user may use, so a
+foreign or unknown container (and anything inside it) is a 404 for every method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.exceptions import NotFound
+from rest_framework.generics import ListAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from chat_sessions import selectors, services
+from chat_sessions.api.filters import ChatSessionFilter
+from chat_sessions.api.pagination import MessageCursorPagination, SessionCursorPagination
+from chat_sessions.api.serializers import (
+    ChatSessionCreateSerializer,
+    ChatSessionDetailSerializer,
+    ChatSessionSerializer,
+    ChatSessionUpdateSerializer,
+    MessageSendSerializer,
+    MessageSerializer,
+    TurnSerializer,
+)
+from chat_sessions.exceptions import ChatError
+from chat_sessions.models import ChatSession, SessionChatMessage
+
+RECENT_MESSAGES = 50
+
+SESSION_ENVELOPE = inline_serializer("SessionEnvelope", {"session": ChatSessionSerializer()})
+SESSION_DETAIL_ENVELOPE = inline_serializer("SessionDetailEnvelope", {"session": ChatSessionDetailSerializer()})
+
+
+class ChatAPIMixin:
+    """Container scoping, session lookup and chat errors as clean 4xx responses."""
+
+    container: Any = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.container = selectors.container_for_user(user=request.user, container_id=kwargs["container_id"])
+        if self.container is None:
+            raise NotFound("No such notebook.")
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, ChatError):
+            return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code)
+        return super().handle_exception(exc)
+
+    def session_or_404(self) -> ChatSession:
+        session = selectors.session_for_user(
+            user=self.request.user, container_id=self.container.pk, session_id=self.kwargs["session_id"]
+        )
+        if session is None:
+            raise NotFound("No such session.")
+        return session
+
+
+class ChatSessionViewSet(
+    ChatAPIMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The sessions (tabs) of one notebook: list, open, read, edit, close or delete."""
+
+    serializer_class = ChatSessionSerializer
+    pagination_class = SessionCursorPagination
+    filterset_class = ChatSessionFilter
+    lookup_url_kwarg = "session_id"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[ChatSession]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no container
+            return ChatSession.objects.none()
+        return selectors.sessions_for_user(user=self.request.user, container_id=self.container.pk)
+
+    def get_throttles(self):
+        if self.action == "create":
+            self.throttle_scope = "chat_create"
+            return [ScopedRateThrottle()]
+        return super().get_throttles()
+
+    @extend_schema(responses={200: ChatSessionSerializer(many=True)})
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=ChatSessionCreateSerializer, responses={201: SESSION_ENVELOPE})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = ChatSessionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        session = services.session_create(container=self.container, user=request.user, **serializer.validated_data)
+        session = self.get_queryset().get(pk=session.pk)
+        return Response({"session": ChatSessionSerializer(session).data}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: SESSION_DETAIL_ENVELOPE})
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        session = self.session_or_404()
+        recent = list(selectors.messages_for_session(session=session).order_by("-message_order")[:RECENT_MESSAGES])
+        session.recent_messages = recent[::-1]
+        session.has_older_messages = bool(recent) and recent[-1].message_order > 1
+        return Response({"session": ChatSessionDetailSerializer(session).data})
+
+    @extend_schema(request=ChatSessionUpdateSerializer, responses={200: SESSION_ENVELOPE})
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        session = self.session_or_404()
+        serializer = ChatSessionUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.session_update(session=session, **serializer.validated_data)
+        session = self.get_queryset().get(pk=session.pk)
+        return Response({"session": ChatSessionSerializer(session).data})
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "permanent",
+                OpenApiTypes.BOOL,
+                description="Delete the session and its messages instead of closing it.",
+            )
+        ],
+        responses={204: None},
+    )
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        session = self.session_or_404()
+        if request.query_params.get("permanent", "").lower() in ("1", "true", "yes"):
+            services.session_delete(session=session)
+        else:
+            services.session_close(session=session)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MessagesView(ChatAPIMixin, ListAPIView):
+    """A session's messages in order (GET, cursor-paginated), and sending one (POST).
+
+    POST is served by `chat_sessions.api.streams.messages_endpoint`, an async view that runs this
+    class for authentication, validation and the turn's writes, then streams the answer.
+    """
+
+    serializer_class = MessageSerializer
+    pagination_class = MessageCursorPagination
+    filter_backends: list = []
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return SessionChatMessage.objects.none()
+        return selectors.messages_for_session(session=self.session_or_404())
+
+    def get_throttles(self):
+        if self.request.method == "POST":
+            self.throttle_scope = "chat_send"
+            return [ScopedRateThrottle()]
+        return super().get_throttles()
+
+    @extend_schema(
+        request=MessageSendSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Accept",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="`text/event-stream` (default) streams the answer; `application/json` waits for it.",
+            )
+        ],
+        responses={
+            200: OpenApiResponse(
+                response=OpenApiTypes.STR,
+                description="`text/event-stream`: start, token, reasoning, reference, done or error events.",
+            ),
+            201: TurnSerializer,
+            409: OpenApiResponse(description="A generation is already running, or the session is archived."),
+            429: OpenApiResponse(description="Too many generations at once for this user."),
+        },
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from chat_sessions.streaming.turns import turn_prepare
+
+        serializer = MessageSendSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        prepared = turn_prepare(
+            session=self.session_or_404(),
+            user=request.user,
+            text=serializer.validated_data["message"],
+            client_message_id=serializer.validated_data.get("client_message_id"),
+        )
+        response = Response(status=status.HTTP_202_ACCEPTED)
+        response.prepared = prepared
+        return response
+
+
+class MessageStreamView(ChatAPIMixin, APIView):
+    """Resume the event stream of one answer (served by the async `message_stream_endpoint`)."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "Last-Event-ID",
+                OpenApiTypes.INT,
+                OpenApiParameter.HEADER,
+                description="The id of the last event received; the stream continues after it.",
+            )
+        ],
+        responses={200: OpenApiResponse(response=OpenApiTypes.STR, description="`text/event-stream`")},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        message = selectors.message_for_session(session=self.session_or_404(), message_id=kwargs["message_id"])
+        if message is None:
+            raise NotFound("No such message.")
+        response = Response(status=status.HTTP_202_ACCEPTED)
+        response.prepared = message
+        return response
+
+
+class SessionStopView(ChatAPIMixin, APIView):
+    """Stop the answer being generated in a session; what was written so far is kept."""
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer("StopResult", {"message": MessageSerializer()}),
+            409: OpenApiResponse(description="Nothing is being generated in this session."),
+        },
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from chat_sessions.exceptions import NoGenerationRunning
+
+        session = self.session_or_404()
+        message = selectors.streaming_messages().filter(session=session).first()
+        if message is None:
+            raise NoGenerationRunning()
+        response = Response(status=status.HTTP_202_ACCEPTED)
+        response.prepared = message
+        return response
+
+
+class SessionTitleView(ChatAPIMixin, APIView):
+    """Generate the session's title again from its first exchange (unless the user named it)."""
+
+    @extend_schema(request=None, responses={202: inline_serializer("TitleQueued", {"detail": serializers.CharField()})})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        session = self.session_or_404()
+        services.session_title_regenerate(session=session)
+        return Response({"detail": "A new title is being generated."}, status=status.HTTP_202_ACCEPTED)

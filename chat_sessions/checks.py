@@ -1,0 +1,45 @@
+"""System checks: catch a misconfigured `CHAT_SESSIONS` at start-up, not at the first chat."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.apps import apps
+from django.core.checks import Error, Warning, register
+
+from chat_sessions.conf import DEFAULTS, IMPORT_STRINGS, chat_settings
+
+
+@register()
+def check_chat_sessions_settings(app_configs=None, **kwargs):
+    errors = []
+    unknown = sorted(set(chat_settings.user_settings) - set(DEFAULTS))
+    if unknown:
+        errors.append(Warning(f"Unknown CHAT_SESSIONS keys: {', '.join(unknown)}.", id="chat_sessions.W001"))
+    try:
+        apps.get_model(chat_settings.CONTAINER_MODEL)
+    except (LookupError, ValueError):
+        errors.append(
+            Error(
+                f"CHAT_SESSIONS['CONTAINER_MODEL'] = {chat_settings.CONTAINER_MODEL!r} is not an installed model.",
+                hint="Use 'app_label.ModelName', like AUTH_USER_MODEL.",
+                id="chat_sessions.E001",
+            )
+        )
+    for name in IMPORT_STRINGS:
+        try:
+            getattr(chat_settings, name)
+        except ImportError as exc:
+            errors.append(Error(f"CHAT_SESSIONS['{name}'] cannot be imported: {exc}", id="chat_sessions.E002"))
+    for name in ("IDLE_TIMEOUT", "STALE_STREAM_AFTER", "STREAM_RETENTION"):
+        if not isinstance(getattr(chat_settings, name), timedelta):
+            errors.append(Error(f"CHAT_SESSIONS['{name}'] must be a timedelta.", id="chat_sessions.E003"))
+    if chat_settings.FLUSH_INTERVAL <= 0 or chat_settings.FLUSH_INTERVAL > 1:
+        errors.append(
+            Warning(
+                "CHAT_SESSIONS['FLUSH_INTERVAL'] should be above 0 and at most 1 second, "
+                "or a crash may lose more than a second of an answer.",
+                id="chat_sessions.W002",
+            )
+        )
+    return errors

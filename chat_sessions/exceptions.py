@@ -1,0 +1,40 @@
+"""Errors the chat services raise for a caller to turn into a clear 4xx.
+
+Each carries a stable `code` (for programs and tests) and a `message` safe to show a user.
+"""
+
+from __future__ import annotations
+
+
+class ChatError(Exception):
+    status_code = 400
+    code = "invalid"
+    default_message = "The request could not be carried out."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class SessionArchived(ChatError):
+    status_code = 409
+    code = "session_archived"
+    default_message = "This session is archived. Unarchive it to send messages."
+
+
+class GenerationInProgress(ChatError):
+    status_code = 409
+    code = "generation_in_progress"
+    default_message = "An answer is still being generated in this session. Wait for it or stop it."
+
+
+class GenerationLimitReached(ChatError):
+    status_code = 429
+    code = "too_many_generations"
+    default_message = "Too many answers are being generated for you at once. Try again shortly."
+
+
+class NoGenerationRunning(ChatError):
+    status_code = 409
+    code = "no_generation_running"
+    default_message = "Nothing is being generated in this session."

@@ -1,0 +1,24 @@
+"""Plain-dict views of messages, shared by the REST serializers and the event stream.
+
+One function, so a message looks the same in a list, in a `done` event and in a `start` event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chat_sessions.models import SessionChatMessage
+
+
+def message_as_dict(message: SessionChatMessage) -> dict[str, Any]:
+    return {
+        "id": message.pk,
+        "session_id": str(message.session_id),
+        "sender": message.sender,
+        "message": message.message,
+        "status": message.status,
+        "message_order": message.message_order,
+        "client_message_id": message.client_message_id,
+        "timestamp": message.timestamp.isoformat().replace("+00:00", "Z"),
+        "metadata": message.metadata,
+    }

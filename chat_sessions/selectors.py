@@ -1,0 +1,67 @@
+"""Chat reads: querysets already scoped to what a user may see.
+
+A lookup outside that scope finds nothing, so views answer 404 for another user's container,
+session or message without ever loading it.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+
+from chat_sessions.access import containers_for_user
+from chat_sessions.models import ChatSession, ChatSessionTag, MessageStatus, SessionChatMessage
+
+
+def container_for_user(*, user, container_id) -> object | None:
+    """The container with this id if the user may chat in it, else None (also for a malformed id)."""
+    try:
+        return containers_for_user(user=user).filter(pk=container_id).first()
+    except (ValidationError, ValueError):
+        return None
+
+
+def sessions_for_user(*, user, container_id) -> QuerySet[ChatSession]:
+    """Sessions of one container the user may see; unknown and foreign containers give none."""
+    return (
+        ChatSession.objects.filter(
+            container_id=container_id,
+            created_by=user,
+            container__in=containers_for_user(user=user),
+        )
+        .prefetch_related(Prefetch("tag_set", queryset=ChatSessionTag.objects.order_by("name")))
+        .order_by("-last_activity", "-id")
+    )
+
+
+def session_for_user(*, user, container_id, session_id) -> ChatSession | None:
+    """One session if the user may see it, else None."""
+    try:
+        return sessions_for_user(user=user, container_id=container_id).filter(pk=session_id).first()
+    except (ValidationError, ValueError):
+        return None
+
+
+def messages_for_session(*, session: ChatSession) -> QuerySet[SessionChatMessage]:
+    """The session's messages in conversation order."""
+    return SessionChatMessage.objects.filter(session=session).order_by("message_order")
+
+
+def message_for_session(*, session: ChatSession, message_id) -> SessionChatMessage | None:
+    try:
+        return SessionChatMessage.objects.filter(session=session, pk=message_id).first()
+    except (ValidationError, ValueError):
+        return None
+
+
+def streaming_messages() -> QuerySet[SessionChatMessage]:
+    return SessionChatMessage.objects.filter(status=MessageStatus.STREAMING)
+
+
+def session_has_generation(*, session_id) -> bool:
+    return streaming_messages().filter(session_id=session_id).exists()
+
+
+def running_generation_exists() -> Exists:
+    """For annotating or filtering sessions: does this session have an answer streaming?"""
+    return Exists(streaming_messages().filter(session_id=OuterRef("pk")))

@@ -1,0 +1,333 @@
+"""Chat writes: sessions opened, renamed, closed, reopened and deleted; turns started and finished.
+
+Every function here is the only way its change happens, so its rules (ordering, counters, status
+transitions, title provenance) hold whichever door the request came in by: API, admin or task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from chat_sessions.agents.registry import agent_backend
+from chat_sessions.conf import chat_settings
+from chat_sessions.exceptions import GenerationInProgress, GenerationLimitReached, SessionArchived
+from chat_sessions.models import (
+    ChatSession,
+    ChatSessionTag,
+    MessageStatus,
+    Sender,
+    SessionChatMessage,
+    SessionStatus,
+    TagSource,
+    TitleSource,
+)
+from chat_sessions.selectors import running_generation_exists, streaming_messages
+
+logger = logging.getLogger(__name__)
+
+
+# Sessions
+# ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def session_create(
+    *,
+    container: Any,
+    user: Any,
+    title: str | None = None,
+    llm_model_name: str = "",
+    rag_document_ids: Sequence[str] = (),
+    tags: Sequence[str] = (),
+) -> ChatSession:
+    """Open a new session (a new tab) in a container the caller has already checked access to."""
+    title = (title or "").strip()
+    session = ChatSession.objects.create(
+        container=container,
+        created_by=user,
+        title=title or chat_settings.DEFAULT_TITLE,
+        title_source=TitleSource.USER if title else TitleSource.DEFAULT,
+        llm_model_name=llm_model_name,
+        rag_document_ids=list(rag_document_ids),
+    )
+    _tags_replace(session=session, names=tags, source=TagSource.USER)
+    transaction.on_commit(lambda: agent_backend().on_session_created(session=session))
+    return session
+
+
+@transaction.atomic
+def session_rename(*, session: ChatSession, title: str) -> ChatSession:
+    """Give a session the user's own title; auto-naming will never overwrite it."""
+    session.title = title.strip() or chat_settings.DEFAULT_TITLE
+    session.title_source = TitleSource.USER
+    session.save(update_fields=["title", "title_source", "updated_at"])
+    return session
+
+
+@transaction.atomic
+def session_update(
+    *,
+    session: ChatSession,
+    title: str | None = None,
+    pinned: bool | None = None,
+    tags: Sequence[str] | None = None,
+    status: str | None = None,
+) -> ChatSession:
+    """Apply a user's edits: any of title, pin, tags and status, each with its own rule."""
+    if title is not None:
+        session_rename(session=session, title=title)
+    if pinned is not None and pinned != session.pinned:
+        session.pinned = pinned
+        session.save(update_fields=["pinned", "updated_at"])
+    if tags is not None:
+        _tags_replace(session=session, names=tags, source=TagSource.USER)
+    if status is not None and status != session.status:
+        {
+            SessionStatus.ACTIVE: session_reopen,
+            SessionStatus.CLOSED: session_close,
+            SessionStatus.ARCHIVED: session_archive,
+        }[SessionStatus(status)](session=session)
+    return session
+
+
+@transaction.atomic
+def session_close(*, session: ChatSession, now: datetime | None = None) -> ChatSession:
+    """Close the tab: the session leaves the tab list, its messages stay, a new message reopens it."""
+    session.status = SessionStatus.CLOSED
+    session.ended_at = now or timezone.now()
+    session.save(update_fields=["status", "ended_at", "updated_at"])
+    return session
+
+
+@transaction.atomic
+def session_reopen(*, session: ChatSession) -> ChatSession:
+    """Bring a closed or archived session back to the tab list."""
+    now = timezone.now()
+    session.status = SessionStatus.ACTIVE
+    session.ended_at = None
+    session.started_at = now
+    session.last_activity = now
+    session.save(update_fields=["status", "ended_at", "started_at", "last_activity", "updated_at"])
+    return session
+
+
+@transaction.atomic
+def session_archive(*, session: ChatSession) -> ChatSession:
+    """Put a session away: kept and listed under `archived`, refusing messages until reopened."""
+    session.status = SessionStatus.ARCHIVED
+    session.ended_at = session.ended_at or timezone.now()
+    session.save(update_fields=["status", "ended_at", "updated_at"])
+    return session
+
+
+@transaction.atomic
+def session_delete(*, session: ChatSession) -> None:
+    """Delete a session and its messages for good; its remote conversation is removed after commit."""
+    remote = (session.remote_agent_id, session.remote_session_id)
+    session.delete()
+    if remote[1]:
+        from chat_sessions.tasks import remote_session_delete
+
+        transaction.on_commit(
+            lambda: remote_session_delete.delay(remote_agent_id=remote[0], remote_session_id=remote[1])
+        )
+
+
+def session_remote_ids_set(*, session_id: Any, remote_session_id: str, remote_agent_id: str = "") -> None:
+    """Remember the upstream conversation a session maps to (first answer of a session)."""
+    fields: dict[str, Any] = {"remote_session_id": remote_session_id, "updated_at": timezone.now()}
+    if remote_agent_id:
+        fields["remote_agent_id"] = remote_agent_id
+    ChatSession.objects.filter(pk=session_id).update(**fields)
+
+
+def _tags_replace(*, session: ChatSession, names: Iterable[str], source: str) -> None:
+    wanted = list(dict.fromkeys(name.strip() for name in names if name.strip()))
+    session.tag_set.filter(source=source).exclude(name__in=wanted).delete()
+    existing = set(session.tag_set.filter(source=source).values_list("name", flat=True))
+    ChatSessionTag.objects.bulk_create(
+        [ChatSessionTag(session=session, name=name, source=source) for name in wanted if name not in existing]
+    )
+    if hasattr(session, "_prefetched_objects_cache"):
+        session._prefetched_objects_cache.pop("tag_set", None)
+
+
+def session_suggested_tags_set(*, session_id: Any, names: Sequence[str]) -> None:
+    """Store tags suggested by the auto-namer, apart from the user's own."""
+    session = ChatSession.objects.filter(pk=session_id).first()
+    if session is not None:
+        with transaction.atomic():
+            _tags_replace(session=session, names=names, source=TagSource.AUTO)
+
+
+def session_title_apply(*, session_id: Any, title: str) -> bool:
+    """Write a generated title only while the title is still the default; True if it was written.
+
+    One conditional UPDATE, so a user's rename that lands first always wins, and one that lands
+    later simply replaces the generated title.
+    """
+    updated = ChatSession.objects.filter(pk=session_id, title_source=TitleSource.DEFAULT).update(
+        title=title, title_source=TitleSource.AUTO, updated_at=timezone.now()
+    )
+    return bool(updated)
+
+
+# Turns
+# ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TurnStarted:
+    """The two messages of a turn; `replayed` when a retry found the turn already there."""
+
+    session: ChatSession
+    user_message: SessionChatMessage
+    assistant_message: SessionChatMessage
+    replayed: bool = False
+
+
+@transaction.atomic
+def turn_start(*, session: ChatSession, user: Any, text: str, client_message_id: str | None = None) -> TurnStarted:
+    """Store the user's message and an empty `streaming` answer, in order, exactly once.
+
+    The session row is locked for the length of this short transaction, so concurrent sends to
+    one session queue here: the check for a running generation and the next `message_order` are
+    both decided under the lock. A rollback undoes the counter too, so orders have no gaps.
+    """
+    locked = ChatSession.objects.select_for_update().get(pk=session.pk)
+    if client_message_id:
+        first = SessionChatMessage.objects.filter(
+            session=locked, client_message_id=client_message_id, sender=Sender.USER
+        ).first()
+        if first is not None:
+            answer = SessionChatMessage.objects.get(session=locked, message_order=first.message_order + 1)
+            return TurnStarted(session=locked, user_message=first, assistant_message=answer, replayed=True)
+    if locked.status == SessionStatus.ARCHIVED:
+        raise SessionArchived()
+    if streaming_messages().filter(session=locked).exists():
+        raise GenerationInProgress()
+    limit = chat_settings.MAX_CONCURRENT_GENERATIONS_PER_USER
+    if limit and streaming_messages().filter(session__created_by=user).count() >= limit:
+        raise GenerationLimitReached()
+
+    now = timezone.now()
+    order = locked.message_count
+    question, answer = SessionChatMessage.objects.bulk_create(
+        [
+            SessionChatMessage(
+                session=locked,
+                sender=Sender.USER,
+                message=text,
+                status=MessageStatus.COMPLETE,
+                message_order=order + 1,
+                client_message_id=client_message_id or None,
+                timestamp=now,
+                updated_at=now,
+            ),
+            SessionChatMessage(
+                session=locked,
+                sender=Sender.ASSISTANT,
+                message="",
+                status=MessageStatus.STREAMING,
+                message_order=order + 2,
+                timestamp=now,
+                updated_at=now,
+            ),
+        ]
+    )
+    locked.message_count = order + 2
+    locked.last_activity = now
+    fields = ["message_count", "last_activity", "updated_at"]
+    if locked.status == SessionStatus.CLOSED:
+        locked.status, locked.ended_at, locked.started_at = SessionStatus.ACTIVE, None, now
+        fields += ["status", "ended_at", "started_at"]
+    locked.save(update_fields=fields)
+    return TurnStarted(session=locked, user_message=question, assistant_message=answer)
+
+
+def messages_flush(*, texts: Mapping[int, tuple[str, str]]) -> None:
+    """Save the growing text (and reasoning) of many streaming answers in one short transaction."""
+    now = timezone.now()
+    with transaction.atomic():
+        for message_id, (text, reasoning) in texts.items():
+            fields: dict[str, Any] = {"message": text, "updated_at": now}
+            if reasoning:
+                fields["metadata"] = {"reasoning": reasoning}
+            SessionChatMessage.objects.filter(pk=message_id, status=MessageStatus.STREAMING).update(**fields)
+
+
+def message_finish(
+    *, message_id: int, text: str, status: str, metadata: Mapping[str, Any]
+) -> SessionChatMessage | None:
+    """Save an answer's final text and status; the first complete answer asks for a title."""
+    now = timezone.now()
+    with transaction.atomic():
+        SessionChatMessage.objects.filter(pk=message_id).update(
+            message=text, status=status, metadata=dict(metadata), updated_at=now
+        )
+        message = SessionChatMessage.objects.select_related("session").filter(pk=message_id).first()
+        if message is None:  # the session was deleted while it streamed
+            return None
+        ChatSession.objects.filter(pk=message.session_id).update(last_activity=now)
+        if status == MessageStatus.COMPLETE and message.message_order == 2:
+            session_title_schedule(session_id=message.session_id)
+    return message
+
+
+def session_title_schedule(*, session_id: Any) -> None:
+    """Ask a worker for a title, after the current transaction commits."""
+    from chat_sessions.tasks import session_title_generate
+
+    transaction.on_commit(lambda: session_title_generate.delay(session_id=str(session_id)))
+
+
+# Housekeeping
+# ------------------------------------------------------------------------------
+
+
+def sessions_close_idle(*, now: datetime | None = None) -> int:
+    """Close active sessions idle past `IDLE_TIMEOUT`, in one set-based update; safe to repeat.
+
+    Messages are kept. A session with an answer streaming is skipped, and so is a pinned one when
+    `AUTO_CLOSE_EXEMPTS_PINNED` is set.
+    """
+    now = now or timezone.now()
+    idle = ChatSession.objects.filter(
+        status=SessionStatus.ACTIVE, last_activity__lt=now - chat_settings.IDLE_TIMEOUT
+    ).exclude(running_generation_exists())
+    if chat_settings.AUTO_CLOSE_EXEMPTS_PINNED:
+        idle = idle.exclude(pinned=True)
+    closed = idle.update(status=SessionStatus.CLOSED, ended_at=now, updated_at=now)
+    if closed:
+        logger.info("Closed %d chat sessions idle since before %s", closed, now - chat_settings.IDLE_TIMEOUT)
+    return closed
+
+
+def messages_interrupt_stale(*, now: datetime | None = None) -> int:
+    """Mark answers left `streaming` by a dead process as `interrupted`, keeping their text."""
+    now = now or timezone.now()
+    stale = streaming_messages().filter(updated_at__lt=now - chat_settings.STALE_STREAM_AFTER)
+    count = stale.update(status=MessageStatus.INTERRUPTED, updated_at=now)
+    if count:
+        logger.warning("Marked %d stale streaming answers as interrupted", count)
+    return count
+
+
+def message_interrupt(*, message_id: int) -> bool:
+    """Mark one answer `interrupted` if it is still `streaming` (its generation is gone)."""
+    return bool(
+        streaming_messages().filter(pk=message_id).update(status=MessageStatus.INTERRUPTED, updated_at=timezone.now())
+    )
+
+
+def session_title_regenerate(*, session: ChatSession) -> None:
+    """The user asked for a new title: make the title replaceable again and ask a worker for one."""
+    ChatSession.objects.filter(pk=session.pk).update(title_source=TitleSource.DEFAULT, updated_at=timezone.now())
+    session_title_schedule(session_id=session.pk)

@@ -1,0 +1,7 @@
+"""Live answers: generations that run on their own, event channels to watch them, SSE encoding.
+
+- `generation.py` runs one answer: agent events in, channel events and database writes out.
+- `channels.py` holds each answer's events for live and late subscribers (Redis across processes).
+- `persistence.py` writes to the database off the event loop, in short transactions.
+- `sse.py` turns channel events into a `text/event-stream` response.
+"""

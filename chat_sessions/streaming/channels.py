@@ -1,0 +1,269 @@
+"""Each answer's events, kept for its live watchers and for anyone who reconnects.
+
+Events are numbered 1, 2, 3... (the SSE `id:`), encoded once as SSE frames when published, and
+replayable from any number (`Last-Event-ID`). The log lives in the process running the
+generation; with a Redis URL it is mirrored into a Redis stream, so a reconnect that lands on
+another web process resumes it there, and stop signals reach the generation wherever it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from chat_sessions.conf import chat_settings
+
+logger = logging.getLogger(__name__)
+
+PING = b": ping\n\n"
+TERMINAL_TYPES = frozenset({"done", "error"})
+
+
+def sse_frame(seq: int, data: str) -> bytes:
+    return f"id: {seq}\ndata: {data}\n\n".encode()
+
+
+class StreamLog:
+    """The events of one answer in this process, and a future to wake its watchers."""
+
+    __slots__ = ("_waiter", "final", "finished", "frames")
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.final: dict[str, Any] | None = None
+        self.finished = False
+        self._waiter: asyncio.Future | None = None
+
+    def append(self, frame: bytes) -> None:
+        self.frames.append(frame)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def changed(self) -> asyncio.Future:
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        return self._waiter
+
+
+class ChannelHub:
+    """Publishes and replays answer events; one per event loop."""
+
+    def __init__(self, redis: RedisStreams | None = None) -> None:
+        self._logs: dict[int, StreamLog] = {}
+        self.redis = redis
+
+    def open(self, message_id: int) -> StreamLog:
+        log = self._logs[message_id] = StreamLog()
+        return log
+
+    def local(self, message_id: int) -> StreamLog | None:
+        return self._logs.get(message_id)
+
+    def publish(self, message_id: int, payload: dict[str, Any]) -> int:
+        log = self._logs[message_id]
+        seq = len(log.frames) + 1
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        log.append(sse_frame(seq, data))
+        if self.redis is not None:
+            self.redis.mirror(message_id, seq, data, payload.get("type") in TERMINAL_TYPES)
+        return seq
+
+    def finish(self, message_id: int, payload: dict[str, Any]) -> None:
+        """Publish the last event (`done` or `error`) and keep the log replayable for a while."""
+        log = self._logs[message_id]
+        log.final = payload
+        log.finished = True
+        self.publish(message_id, payload)
+        retention = chat_settings.STREAM_RETENTION.total_seconds()
+        asyncio.get_running_loop().call_later(retention, self._logs.pop, message_id, None)
+
+    async def subscribe(self, message_id: int, after: int = 0) -> AsyncIterator[bytes]:
+        """SSE bytes of the events after `after`, then live ones, ending with `done` or `error`.
+
+        Yields `PING` after `PING_INTERVAL` seconds of silence. Falls back to Redis (another
+        process runs it), then to the database (the answer finished long ago, or its process died).
+        """
+        log = self._logs.get(message_id)
+        if log is not None:
+            async for chunk in _follow_local(log, after):
+                yield chunk
+            return
+        if self.redis is not None and await self.redis.exists(message_id):
+            async for chunk in self.redis.follow(message_id, after):
+                yield chunk
+            return
+        async for chunk in _follow_database(message_id, after):
+            yield chunk
+
+
+async def _follow_local(log: StreamLog, after: int) -> AsyncIterator[bytes]:
+    position = max(after, 0)
+    ping = chat_settings.PING_INTERVAL
+    while True:
+        frames = log.frames
+        if position < len(frames):
+            # Everything that arrived since the last send goes out as one write.
+            chunk = frames[position] if len(frames) - position == 1 else b"".join(frames[position:])
+            position = len(frames)
+            yield chunk
+            continue
+        if log.finished:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(log.changed()), ping)
+        except TimeoutError:
+            yield PING
+
+
+async def _follow_database(message_id: int, after: int) -> AsyncIterator[bytes]:
+    """No live events here: wait for the saved answer to be final, then send it as one `done`."""
+    from chat_sessions.models import MessageStatus, SessionChatMessage
+    from chat_sessions.payloads import message_as_dict
+    from chat_sessions.streaming.persistence import db_call
+
+    def load() -> dict[str, Any] | None:
+        message = SessionChatMessage.objects.filter(pk=message_id).first()
+        return None if message is None else message_as_dict(message)
+
+    waited = 0.0
+    limit = chat_settings.STALE_STREAM_AFTER.total_seconds()
+    while True:
+        message = await db_call(load)
+        if message is None:
+            payload = {"type": "error", "message": "This answer no longer exists.", "code": "not_found"}
+            yield sse_frame(after + 1, json.dumps(payload))
+            return
+        if message["status"] != MessageStatus.STREAMING:
+            yield sse_frame(after + 1, json.dumps({"type": "done", "message": message}, ensure_ascii=False))
+            return
+        if waited >= limit:
+            payload = {"type": "error", "message": "The answer stopped arriving.", "code": "stream_lost"}
+            yield sse_frame(after + 1, json.dumps(payload))
+            return
+        await asyncio.sleep(1.0)
+        waited += 1.0
+        if waited % chat_settings.PING_INTERVAL < 1.0:
+            yield PING
+
+
+class RedisStreams:
+    """Mirror of the answer logs in Redis streams, and the cross-process stop signal."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._queue: asyncio.Queue | None = None
+        self._writer: asyncio.Task | None = None
+        self._listener: asyncio.Task | None = None
+
+    def key(self, message_id: int) -> str:
+        return f"{self.prefix}:events:{message_id}"
+
+    @property
+    def stop_channel(self) -> str:
+        return f"{self.prefix}:stop"
+
+    def client(self):
+        import redis.asyncio as redis
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = redis.Redis.from_url(self.url)
+        return client
+
+    def mirror(self, message_id: int, seq: int, data: str, terminal: bool) -> None:
+        """Queue an event for Redis without waiting: the token path never blocks on Redis."""
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        self._queue.put_nowait((message_id, seq, data, terminal))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_forever())
+
+    async def _write_forever(self) -> None:
+        queue = self._queue
+        assert queue is not None
+        expiry = int(chat_settings.STREAM_RETENTION.total_seconds())
+        lifetime = expiry + int(chat_settings.MAX_GENERATION_SECONDS)
+        while True:
+            items = [await queue.get()]
+            while not queue.empty() and len(items) < 500:
+                items.append(queue.get_nowait())
+            pipe = self.client().pipeline(transaction=False)
+            for message_id, seq, data, terminal in items:
+                key = self.key(message_id)
+                pipe.xadd(key, {"d": data, "t": "1" if terminal else "0"}, id=f"0-{seq}")
+                if seq == 1 or terminal:
+                    pipe.expire(key, expiry if terminal else lifetime)
+            try:
+                await pipe.execute(raise_on_error=False)
+            except Exception:
+                logger.warning("Could not mirror %d stream events to Redis", len(items), exc_info=True)
+
+    async def exists(self, message_id: int) -> bool:
+        try:
+            return bool(await self.client().exists(self.key(message_id)))
+        except Exception:
+            logger.warning("Redis unavailable while resuming a stream", exc_info=True)
+            return False
+
+    async def follow(self, message_id: int, after: int) -> AsyncIterator[bytes]:
+        key = self.key(message_id)
+        last = f"0-{max(after, 0)}"
+        block = int(chat_settings.PING_INTERVAL * 1000)
+        while True:
+            result = await self.client().xread({key: last}, count=500, block=block)
+            if not result:
+                yield PING
+                continue
+            chunks = []
+            finished = False
+            for entry_id, fields in result[0][1]:
+                last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                seq = int(last.split("-", 1)[1])
+                chunks.append(sse_frame(seq, fields[b"d"].decode()))
+                finished = finished or fields.get(b"t") == b"1"
+            yield b"".join(chunks)
+            if finished:
+                return
+
+    async def stop_publish(self, message_id: int) -> None:
+        await self.client().publish(self.stop_channel, str(message_id))
+
+    def stop_listen(self, on_stop: Callable[[int], None]) -> None:
+        """Start (once per process) a listener that calls `on_stop(message_id)` for stop signals."""
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen(on_stop))
+
+    async def _listen(self, on_stop: Callable[[int], None]) -> None:
+        while True:
+            try:
+                pubsub = self.client().pubsub()
+                await pubsub.subscribe(self.stop_channel)
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        on_stop(int(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("Stop-signal listener lost Redis; reconnecting", exc_info=True)
+                await asyncio.sleep(1.0)
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ChannelHub] = weakref.WeakKeyDictionary()
+
+
+def channel_hub() -> ChannelHub:
+    """The hub of the running event loop."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        url = chat_settings.REDIS_URL
+        hub = _hubs[loop] = ChannelHub(RedisStreams(url, chat_settings.REDIS_KEY_PREFIX) if url else None)
+    return hub

@@ -1,0 +1,26 @@
+"""Settings for the test suite: the real settings, made fast and deterministic.
+
+The database and Redis still come from the environment, so the same suite runs on SQLite and,
+with `DATABASE_URL` and `REDIS_URL`, on PostgreSQL and Redis.
+"""
+
+from deepsight.settings import *  # noqa: F403
+from deepsight.settings import CHAT_SESSIONS, REST_FRAMEWORK
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+LOCAL_AGENT_TOKEN_DELAY = 0.0
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {"chat_send": "10000/min", "chat_create": "10000/min"},
+}
+CHAT_SESSIONS = {
+    **CHAT_SESSIONS,
+    "FLUSH_INTERVAL": 0.2,
+    "STREAM_RETENTION": __import__("datetime").timedelta(seconds=30),
+}

@@ -1,0 +1,1 @@
+"""notebooks: research notebooks, their sources, and the RAGFlow dataset and agent behind each."""

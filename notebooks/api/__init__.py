@@ -1,0 +1,1 @@
+"""The REST API of notebooks and their sources."""

@@ -1,0 +1,60 @@
+"""What notebooks and sources look like over the API, and what a client may send."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from chat_sessions.api.serializers import StrictInputMixin
+from notebooks.models import Notebook, Source
+from notebooks.uploads import ALLOWED_EXTENSIONS
+
+
+class NotebookSerializer(serializers.ModelSerializer):
+    dataset_status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Notebook
+        fields = ("id", "name", "description", "dataset_status", "created_at", "updated_at")
+        read_only_fields = fields
+
+    def get_dataset_status(self, notebook: Notebook) -> str | None:
+        dataset = getattr(notebook, "ragflow_dataset", None)
+        return dataset.status if dataset is not None else None
+
+
+class NotebookWriteSerializer(StrictInputMixin, serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+
+
+class SourceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Source
+        fields = (
+            "id",
+            "kind",
+            "title",
+            "mime_type",
+            "size",
+            "parse_status",
+            "parse_progress",
+            "chunk_count",
+            "last_error",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+
+class SourceCreateSerializer(StrictInputMixin, serializers.Serializer):
+    """Either `content` (pasted text) or `file` (multipart upload), with an optional `title`."""
+
+    title = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    content = serializers.CharField(max_length=1_000_000, required=False, trim_whitespace=False)
+    file = serializers.FileField(required=False, help_text=f"One of: {', '.join(ALLOWED_EXTENSIONS)}; at most 10 MB.")
+
+    def validate(self, attrs: dict) -> dict:
+        has_text = bool((attrs.get("content") or "").strip())
+        if has_text == bool(attrs.get("file")):
+            raise serializers.ValidationError("Send either 'content' (pasted text) or 'file', not both or neither.")
+        return attrs

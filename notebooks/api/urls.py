@@ -1,0 +1,18 @@
+"""URLs of the notebooks API, and the chat API nested under each notebook."""
+
+from django.urls import include, path
+
+from notebooks.api.views import NotebookViewSet, SourceViewSet
+
+notebook_list = NotebookViewSet.as_view({"get": "list", "post": "create"})
+notebook_detail = NotebookViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"})
+source_list = SourceViewSet.as_view({"get": "list", "post": "create"})
+source_detail = SourceViewSet.as_view({"get": "retrieve", "delete": "destroy"})
+
+urlpatterns = [
+    path("notebooks/", notebook_list, name="notebook-list"),
+    path("notebooks/<uuid:notebook_id>/", notebook_detail, name="notebook-detail"),
+    path("notebooks/<uuid:notebook_id>/sources/", source_list, name="source-list"),
+    path("notebooks/<uuid:notebook_id>/sources/<uuid:source_id>/", source_detail, name="source-detail"),
+    path("notebooks/<uuid:container_id>/chat/", include("chat_sessions.api.urls")),
+]

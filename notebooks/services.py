@@ -1,0 +1,81 @@
+"""Notebook writes: notebooks and their sources created, changed and deleted.
+
+When RAGFlow is configured, each change is mirrored there by a worker after the transaction
+commits (see `notebooks.tasks`); the local rows are the truth the user sees.
+"""
+
+from __future__ import annotations
+
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+
+from notebooks.models import Notebook, ParseStatus, Source, SourceKind
+from notebooks.uploads import upload_check
+
+
+@transaction.atomic
+def notebook_create(*, owner, name: str, description: str = "") -> Notebook:
+    return Notebook.objects.create(owner=owner, name=name.strip(), description=description.strip())
+
+
+@transaction.atomic
+def notebook_update(*, notebook: Notebook, name: str | None = None, description: str | None = None) -> Notebook:
+    if name is not None:
+        notebook.name = name.strip()
+    if description is not None:
+        notebook.description = description.strip()
+    notebook.save(update_fields=["name", "description", "updated_at"])
+    return notebook
+
+
+@transaction.atomic
+def notebook_delete(*, notebook: Notebook) -> None:
+    notebook.delete()
+
+
+@transaction.atomic
+def source_create_text(*, notebook: Notebook, title: str, content: str) -> Source:
+    """Add pasted text as a source."""
+    source = Source.objects.create(
+        notebook=notebook,
+        kind=SourceKind.TEXT,
+        title=title.strip() or "Pasted text",
+        content=content,
+        mime_type="text/plain",
+        size=len(content.encode()),
+        parse_status=ParseStatus.READY,
+        parse_progress=1.0,
+    )
+    Notebook.objects.filter(pk=notebook.pk).update(updated_at=source.created_at)
+    return source
+
+
+@transaction.atomic
+def source_create_file(*, notebook: Notebook, upload: UploadedFile, title: str = "") -> Source:
+    """Add an uploaded file as a source; raises `UploadRejected` for a file we do not take."""
+    checked = upload_check(upload)
+    source = Source(
+        notebook=notebook,
+        kind=SourceKind.FILE,
+        title=title.strip() or checked.title,
+        content=checked.text,
+        mime_type=checked.mime_type,
+        size=checked.size,
+        parse_status=ParseStatus.READY,
+        parse_progress=1.0,
+    )
+    upload.seek(0)
+    source.file.save(f"{source.id}{checked.extension}", ContentFile(upload.read()), save=False)
+    source.save()
+    Notebook.objects.filter(pk=notebook.pk).update(updated_at=source.created_at)
+    return source
+
+
+@transaction.atomic
+def source_delete(*, source: Source) -> None:
+    stored = source.file.name if source.file else None
+    storage = source.file.storage if source.file else None
+    source.delete()
+    if stored:
+        transaction.on_commit(lambda: storage.delete(stored))
