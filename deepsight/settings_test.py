@@ -4,8 +4,15 @@ The database and Redis still come from the environment, so the same suite runs o
 with `DATABASE_URL` and `REDIS_URL`, on PostgreSQL and Redis.
 """
 
+import os
+
 from deepsight.settings import *  # noqa: F403
-from deepsight.settings import CHAT_SESSIONS, REST_FRAMEWORK
+from deepsight.settings import CHAT_SESSIONS, DATABASES, REST_FRAMEWORK, VAR_DIR
+
+# One test database and one Redis key space per test run, so parallel runs never collide.
+RUN_ID = os.environ.get("DEEPSIGHT_TEST_RUN_ID", str(os.getpid()))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{RUN_ID}.sqlite3")}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True

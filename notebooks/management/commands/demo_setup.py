@@ -8,12 +8,15 @@ from django.core.management.base import BaseCommand
 from notebooks import services
 from notebooks.models import Notebook
 
-DEMO_TEXT = """deepsight keeps each notebook's sources in one place and lets you chat with an agent that answers from them.
-
-Photosynthesis is the process by which green plants use sunlight, water and carbon dioxide to make glucose and release oxygen. It happens in the chloroplasts, where chlorophyll absorbs mostly blue and red light.
-
-The light-dependent reactions split water and make ATP and NADPH. The Calvin cycle then uses them to fix carbon dioxide into sugars.
-"""
+DEMO_TEXT = (
+    "deepsight keeps each notebook's sources in one place and lets you chat with an agent that answers "
+    "from them.\n\n"
+    "Photosynthesis is the process by which green plants use sunlight, water and carbon dioxide to make "
+    "glucose and release oxygen. It happens in the chloroplasts, where chlorophyll absorbs mostly blue "
+    "and red light.\n\n"
+    "The light-dependent reactions split water and make ATP and NADPH. The Calvin cycle then uses them to "
+    "fix carbon dioxide into sugars.\n"
+)
 
 
 class Command(BaseCommand):
@@ -26,15 +29,23 @@ class Command(BaseCommand):
 
     def handle(self, *args, username: str, password: str, url: str, **options):
         user_model = get_user_model()
-        user, created = user_model.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
+        user, created = user_model.objects.get_or_create(
+            username=username, defaults={"email": f"{username}@example.com"}
+        )
         if created:
             user.set_password(password)
             user.is_staff = True
             user.is_superuser = True
             user.save()
         if not Notebook.objects.filter(owner=user).exists():
-            notebook = services.notebook_create(owner=user, name="Welcome to deepsight", description="A sample notebook.")
+            notebook = services.notebook_create(
+                owner=user, name="Welcome to deepsight", description="A sample notebook."
+            )
             services.source_create_text(notebook=notebook, title="About photosynthesis", content=DEMO_TEXT)
         self.stdout.write(
-            self.style.SUCCESS(f"\n  deepsight is at {url}\n  log in as {username} / {password}" + ("" if created else " (unchanged if you changed it)") + "\n")
+            self.style.SUCCESS(
+                f"\n  deepsight is at {url}\n  log in as {username} / {password}"
+                + ("" if created else " (unchanged if you changed it)")
+                + "\n"
+            )
         )
