@@ -29,5 +29,5 @@ REST_FRAMEWORK = {
 CHAT_SESSIONS = {
     **CHAT_SESSIONS,
     "FLUSH_INTERVAL": 0.2,
-    "STREAM_RETENTION": __import__("datetime").timedelta(seconds=30),
+    "STREAM_RETENTION": timedelta(seconds=30),
 }
