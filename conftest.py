@@ -43,3 +43,41 @@ def _close_persistence_connections():
     from chat_sessions.streaming.persistence import persistence_reset
 
     persistence_reset()
+
+
+@pytest.fixture
+def live_server_asgi(transactional_db):
+    """deepsight served by a real uvicorn on loopback, sharing this test's database."""
+    from deepsight.testing.servers import UvicornThread
+
+    server = UvicornThread().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_openai():
+    """A fake OpenAI-compatible server on loopback (see deepsight/testing/fake_openai.py)."""
+    from deepsight.testing.fake_openai import FakeOpenAI
+
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def openai_agent(settings, fake_openai):
+    """Make the OpenAI-compatible backend (pointed at the fake) answer every turn."""
+    settings.CHAT_SESSIONS = {
+        **settings.CHAT_SESSIONS,
+        "AGENT_BACKEND": "chat_sessions.agents.openai.OpenAICompatibleAgent",
+        "OPENAI": {"BASE_URL": fake_openai.base_url, "API_KEY": "sk-test-secret", "MODEL": "fake-model"},
+    }
+    return fake_openai
+
+
+@pytest.fixture
+def user_token(user):
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.create(user=user).key

@@ -54,3 +54,10 @@ async def sse_json_frames(response: aiohttp.ClientResponse) -> AsyncIterator[Any
         if not payload:
             continue
         yield json.loads(payload)
+
+
+async def http_session_close() -> None:
+    """Close the running loop's client session (server shutdown, end of a test server)."""
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None and not session.closed:
+        await session.close()

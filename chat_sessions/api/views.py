@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from chat_sessions import selectors, services
 from chat_sessions.api.filters import ChatSessionFilter
 from chat_sessions.api.pagination import MessageCursorPagination, SessionCursorPagination
+from chat_sessions.api.renderers import EventStreamRenderer
 from chat_sessions.api.serializers import (
     ChatSessionCreateSerializer,
     ChatSessionDetailSerializer,
@@ -44,6 +45,9 @@ class ChatAPIMixin:
     """Container scoping, session lookup and chat errors as clean 4xx responses."""
 
     container: Any = None
+
+    def get_renderers(self):
+        return [*super().get_renderers(), EventStreamRenderer()]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

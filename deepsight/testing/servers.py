@@ -1,0 +1,91 @@
+"""Real servers on loopback for tests: the ASGI app under uvicorn, and aiohttp apps (fake upstreams).
+
+Each runs in a thread of the test process on a port the OS picks, so tests talk to them over real
+sockets, and the ASGI app shares the test's settings and database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class UvicornThread:
+    """deepsight's ASGI application served by uvicorn in a background thread."""
+
+    def __init__(self, app_path: str = "deepsight.asgi:application") -> None:
+        import uvicorn
+
+        self.sock = free_socket()
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app_path, lifespan="off", log_level="warning", loop="asyncio", http="h11")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        from chat_sessions.agents.http import http_session_close
+
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+            loop.run_until_complete(http_session_close())
+        finally:
+            loop.close()
+
+    def start(self) -> UvicornThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+class AiohttpThread:
+    """An aiohttp application (a fake upstream) served in a background thread with its own loop."""
+
+    def __init__(self, make_app: Callable[[], web.Application]) -> None:
+        self.make_app = make_app
+        self.sock = free_socket()
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.runner: web.AppRunner | None = None
+
+    def start(self) -> AiohttpThread:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        return self
+
+    async def _start(self) -> None:
+        self.app = self.make_app()
+        self.runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=1)
+        await self.runner.setup()
+        await web.SockSite(self.runner, self.sock).start()
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.sock.close()
