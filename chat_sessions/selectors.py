@@ -23,21 +23,23 @@ def container_for_user(*, user, container_id) -> object | None:
 
 def sessions_for_user(*, user, container_id) -> QuerySet[ChatSession]:
     """Sessions of one container the user may see; unknown and foreign containers give none."""
-    return (
-        ChatSession.objects.filter(
-            container_id=container_id,
-            created_by=user,
-            container__in=containers_for_user(user=user),
-        )
-        .prefetch_related(Prefetch("tag_set", queryset=ChatSessionTag.objects.order_by("name")))
-        .order_by("-last_activity", "-id")
-    )
+    return ChatSession.objects.filter(
+        container_id=container_id,
+        created_by=user,
+        container__in=containers_for_user(user=user),
+    ).order_by("-last_activity", "-id")
 
 
-def session_for_user(*, user, container_id, session_id) -> ChatSession | None:
+def sessions_with_tags(sessions: QuerySet[ChatSession]) -> QuerySet[ChatSession]:
+    """Sessions with their tags loaded in one extra query, for serializing a page of them."""
+    return sessions.prefetch_related(Prefetch("tag_set", queryset=ChatSessionTag.objects.order_by("name")))
+
+
+def session_for_user(*, user, container_id, session_id, with_tags: bool = False) -> ChatSession | None:
     """One session if the user may see it, else None."""
+    sessions = sessions_for_user(user=user, container_id=container_id)
     try:
-        return sessions_for_user(user=user, container_id=container_id).filter(pk=session_id).first()
+        return (sessions_with_tags(sessions) if with_tags else sessions).filter(pk=session_id).first()
     except (ValidationError, ValueError):
         return None
 

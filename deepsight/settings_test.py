@@ -5,6 +5,7 @@ with `DATABASE_URL` and `REDIS_URL`, on PostgreSQL and Redis.
 """
 
 import os
+from pathlib import Path
 
 from deepsight.settings import *  # noqa: F403
 from deepsight.settings import CHAT_SESSIONS, DATABASES, REST_FRAMEWORK, VAR_DIR
@@ -31,3 +32,6 @@ CHAT_SESSIONS = {
     "FLUSH_INTERVAL": 0.2,
     "STREAM_RETENTION": timedelta(seconds=30),
 }
+
+# WhiteNoise warns when STATIC_ROOT is missing; tests never collect static files.
+Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -60,9 +60,12 @@ class ChatAPIMixin:
             return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code)
         return super().handle_exception(exc)
 
-    def session_or_404(self) -> ChatSession:
+    def session_or_404(self, *, with_tags: bool = False) -> ChatSession:
         session = selectors.session_for_user(
-            user=self.request.user, container_id=self.container.pk, session_id=self.kwargs["session_id"]
+            user=self.request.user,
+            container_id=self.container.pk,
+            session_id=self.kwargs["session_id"],
+            with_tags=with_tags,
         )
         if session is None:
             raise NotFound("No such session.")
@@ -85,7 +88,9 @@ class ChatSessionViewSet(
     def get_queryset(self) -> QuerySet[ChatSession]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no container
             return ChatSession.objects.none()
-        return selectors.sessions_for_user(user=self.request.user, container_id=self.container.pk)
+        return selectors.sessions_with_tags(
+            selectors.sessions_for_user(user=self.request.user, container_id=self.container.pk)
+        )
 
     def get_throttles(self):
         if self.action == "create":
@@ -107,7 +112,7 @@ class ChatSessionViewSet(
 
     @extend_schema(responses={200: SESSION_DETAIL_ENVELOPE})
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        session = self.session_or_404()
+        session = self.session_or_404(with_tags=True)
         recent = list(selectors.messages_for_session(session=session).order_by("-message_order")[:RECENT_MESSAGES])
         session.recent_messages = recent[::-1]
         session.has_older_messages = bool(recent) and recent[-1].message_order > 1
@@ -186,10 +191,11 @@ class MessagesView(ChatAPIMixin, ListAPIView):
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         from chat_sessions.streaming.turns import turn_prepare
 
+        session = self.session_or_404()
         serializer = MessageSendSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         prepared = turn_prepare(
-            session=self.session_or_404(),
+            session=session,
             user=request.user,
             text=serializer.validated_data["message"],
             client_message_id=serializer.validated_data.get("client_message_id"),

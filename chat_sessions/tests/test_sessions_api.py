@@ -1,0 +1,352 @@
+"""The sessions API: tabs opened, listed, read, edited, closed and deleted, only by their owner."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from chat_sessions.models import ChatSession, SessionChatMessage, SessionStatus, TitleSource
+from chat_sessions.tests.factories import ChatSessionFactory, MessageFactory, NotebookFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def notebook(user):
+    return NotebookFactory(owner=user)
+
+
+def sessions_url(notebook_id) -> str:
+    return f"/api/v1/notebooks/{notebook_id}/chat/sessions/"
+
+
+def session_url(session) -> str:
+    return f"{sessions_url(session.container_id)}{session.id}/"
+
+
+def make_session(notebook, **kwargs) -> ChatSession:
+    return ChatSessionFactory(container=notebook, created_by=notebook.owner, **kwargs)
+
+
+def test_a_new_session_is_titled_new_chat(owner_client, notebook):
+    response = owner_client.post(sessions_url(notebook.id), {}, format="json")
+
+    assert response.status_code == 201
+    session = response.json()["session"]
+    assert session["title"] == "New Chat"
+    assert session["title_source"] == "default"
+    assert session["status"] == "active"
+    assert session["message_count"] == 0
+    for field in ("id", "pinned", "tags", "last_activity", "started_at", "ended_at", "created_at"):
+        assert field in session
+
+
+def test_a_session_opened_with_a_title_keeps_it_as_the_users(owner_client, notebook):
+    response = owner_client.post(sessions_url(notebook.id), {"title": "Chloroplasts"}, format="json")
+
+    assert response.json()["session"]["title"] == "Chloroplasts"
+    assert response.json()["session"]["title_source"] == "user"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"title": "x" * 201},
+        {"message_count": 5},
+        {"status": "closed"},
+        {"tags": ["x" * 51]},
+        {"tags": [f"t{i}" for i in range(21)]},
+    ],
+)
+def test_bad_session_input_gets_a_field_level_400(owner_client, notebook, body):
+    response = owner_client.post(sessions_url(notebook.id), body, format="json")
+
+    assert response.status_code == 400
+    assert set(body) & set(response.json())
+    assert not ChatSession.objects.exists()
+
+
+def test_list_shows_active_sessions_most_recent_first(owner_client, notebook):
+    now = timezone.now()
+    old = make_session(notebook, title="Old", last_activity=now - timedelta(hours=2))
+    new = make_session(notebook, title="New", last_activity=now)
+    make_session(notebook, title="Closed", status=SessionStatus.CLOSED)
+
+    response = owner_client.get(sessions_url(notebook.id))
+
+    assert response.status_code == 200
+    assert [s["id"] for s in response.json()["sessions"]] == [str(new.id), str(old.id)]
+
+
+def test_closed_chats_are_listed_on_request(owner_client, notebook):
+    make_session(notebook, title="Open")
+    closed = make_session(notebook, title="Closed", status=SessionStatus.CLOSED)
+
+    response = owner_client.get(sessions_url(notebook.id), {"status": "closed"})
+
+    assert [s["id"] for s in response.json()["sessions"]] == [str(closed.id)]
+
+
+def test_list_filters_by_pin_tag_title_and_activity(owner_client, notebook):
+    now = timezone.now()
+    pinned = make_session(notebook, title="Pinned plants", pinned=True, last_activity=now)
+    tagged = make_session(notebook, title="Tagged", last_activity=now - timedelta(days=3))
+    tagged.tag_set.create(name="biology")
+
+    def ids(**params):
+        return [s["id"] for s in owner_client.get(sessions_url(notebook.id), params).json()["sessions"]]
+
+    assert ids(pinned="true") == [str(pinned.id)]
+    assert ids(tag="biology") == [str(tagged.id)]
+    assert ids(q="plants") == [str(pinned.id)]
+    assert ids(last_activity_after=(now - timedelta(days=1)).isoformat()) == [str(pinned.id)]
+    assert ids(last_activity_before=(now - timedelta(days=1)).isoformat()) == [str(tagged.id)]
+
+
+def test_list_rejects_a_malformed_filter(owner_client, notebook):
+    response = owner_client.get(sessions_url(notebook.id), {"status": "deleted"})
+
+    assert response.status_code == 400
+    assert "status" in response.json()
+
+
+def test_cursor_pagination_walks_every_session_once(owner_client, notebook):
+    now = timezone.now()
+    created = [make_session(notebook, last_activity=now - timedelta(minutes=i)) for i in range(7)]
+
+    seen, url = [], sessions_url(notebook.id) + "?page_size=3"
+    while url:
+        page = owner_client.get(url).json()
+        seen += [s["id"] for s in page["sessions"]]
+        url = page["next"]
+
+    assert seen == [str(s.id) for s in created]
+
+
+def test_page_size_is_capped(owner_client, notebook):
+    for _ in range(105):
+        make_session(notebook)
+
+    response = owner_client.get(sessions_url(notebook.id), {"page_size": 1000})
+
+    assert len(response.json()["sessions"]) == 100
+
+
+def test_session_list_query_count_does_not_grow_with_the_page(owner_client, notebook, django_assert_num_queries):
+    for index in range(3):
+        make_session(notebook).tag_set.create(name=f"t{index}")
+    with django_assert_num_queries(3) as few:
+        owner_client.get(sessions_url(notebook.id))
+    for index in range(40):
+        make_session(notebook).tag_set.create(name=f"more{index}")
+
+    with django_assert_num_queries(len(few.captured_queries)):
+        response = owner_client.get(sessions_url(notebook.id), {"page_size": 50})
+
+    assert len(response.json()["sessions"]) == 43
+
+
+def test_session_detail_has_the_newest_messages_oldest_first(owner_client, notebook):
+    session = make_session(notebook, message_count=60)
+    for order in range(1, 61):
+        MessageFactory(session=session, message_order=order, message=f"m{order}")
+
+    body = owner_client.get(session_url(session)).json()["session"]
+
+    assert [m["message_order"] for m in body["messages"]] == list(range(11, 61))
+    assert body["has_older_messages"] is True
+    for field in ("id", "sender", "message", "status", "message_order", "timestamp", "metadata"):
+        assert field in body["messages"][0]
+
+
+def test_rename_marks_the_title_as_the_users(owner_client, notebook):
+    session = make_session(notebook)
+
+    response = owner_client.patch(session_url(session), {"title": "Leaves"}, format="json")
+
+    assert response.status_code == 200
+    session.refresh_from_db()
+    assert (session.title, session.title_source) == ("Leaves", TitleSource.USER)
+
+
+def test_patch_pins_tags_and_archives(owner_client, notebook):
+    session = make_session(notebook)
+
+    response = owner_client.patch(
+        session_url(session), {"pinned": True, "tags": ["a", "b"], "status": "archived"}, format="json"
+    )
+
+    body = response.json()["session"]
+    assert (body["pinned"], body["tags"], body["status"]) == (True, ["a", "b"], "archived")
+    assert body["ended_at"] is not None
+
+
+def test_patch_reopens_a_closed_session(owner_client, notebook):
+    session = make_session(notebook, status=SessionStatus.CLOSED, ended_at=timezone.now())
+
+    body = owner_client.patch(session_url(session), {"status": "active"}, format="json").json()["session"]
+
+    assert (body["status"], body["ended_at"]) == ("active", None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"message_order": 3}, {"message_count": 0}, {"status": "deleted"}, {"title": ""}, {"title": "x" * 201}],
+)
+def test_patch_refuses_server_owned_or_invalid_values(owner_client, notebook, body):
+    session = make_session(notebook, title="Kept")
+
+    response = owner_client.patch(session_url(session), body, format="json")
+
+    assert response.status_code == 400
+    session.refresh_from_db()
+    assert session.title == "Kept"
+
+
+def test_delete_closes_the_tab_and_keeps_the_messages(owner_client, notebook):
+    session = make_session(notebook)
+    MessageFactory(session=session, message_order=1)
+
+    response = owner_client.delete(session_url(session))
+
+    assert response.status_code == 204
+    session.refresh_from_db()
+    assert session.status == SessionStatus.CLOSED
+    assert session.ended_at is not None
+    assert SessionChatMessage.objects.filter(session=session).count() == 1
+
+
+def test_permanent_delete_removes_the_session_and_its_messages(owner_client, notebook):
+    session = make_session(notebook)
+    MessageFactory(session=session, message_order=1)
+
+    response = owner_client.delete(session_url(session) + "?permanent=true")
+
+    assert response.status_code == 204
+    assert not ChatSession.objects.filter(pk=session.pk).exists()
+    assert not SessionChatMessage.objects.exists()
+
+
+SESSION_ROUTES = [
+    ("get", ""),
+    ("patch", ""),
+    ("delete", ""),
+    ("delete", "?permanent=true"),
+    ("get", "messages/"),
+    ("post", "messages/"),
+    ("post", "stop/"),
+    ("post", "title/"),
+]
+
+
+@pytest.mark.parametrize(("method", "suffix"), SESSION_ROUTES)
+def test_another_users_session_is_not_found(owner_client, other_user, method, suffix):
+    session = ChatSessionFactory(container=NotebookFactory(owner=other_user), created_by=other_user, title="Theirs")
+
+    response = getattr(owner_client, method)(session_url(session) + suffix, {"title": "Mine now"}, format="json")
+
+    assert response.status_code == 404
+    session.refresh_from_db()
+    assert (session.title, session.status) == ("Theirs", SessionStatus.ACTIVE)
+
+
+@pytest.mark.parametrize(("method", "suffix"), SESSION_ROUTES)
+def test_a_session_reached_through_another_of_the_users_notebooks_is_not_found(
+    owner_client, notebook, user, method, suffix
+):
+    session = make_session(notebook)
+    elsewhere = NotebookFactory(owner=user)
+
+    response = getattr(owner_client, method)(f"{sessions_url(elsewhere.id)}{session.id}/{suffix}", {}, format="json")
+
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_an_unknown_notebook_has_no_sessions(owner_client, method):
+    response = getattr(owner_client, method)(sessions_url(uuid.uuid4()), {}, format="json")
+
+    assert response.status_code == 404
+
+
+def test_another_users_notebook_sessions_cannot_be_listed_or_created(owner_client, other_user):
+    theirs = NotebookFactory(owner=other_user)
+
+    assert owner_client.get(sessions_url(theirs.id)).status_code == 404
+    assert owner_client.post(sessions_url(theirs.id), {}, format="json").status_code == 404
+    assert not ChatSession.objects.exists()
+
+
+@pytest.mark.parametrize(("method", "suffix"), [*SESSION_ROUTES, ("get", "LIST"), ("post", "LIST")])
+def test_anonymous_clients_are_refused_everywhere(api_client, notebook, method, suffix):
+    session = make_session(notebook)
+    url = sessions_url(notebook.id) if suffix == "LIST" else session_url(session) + suffix
+
+    response = getattr(api_client, method)(url, {}, format="json")
+
+    assert response.status_code in (401, 403)
+
+
+def test_cookie_authenticated_writes_need_the_csrf_token(client, user, notebook):
+    from django.test import Client
+
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(user)
+
+    response = csrf_client.post(sessions_url(notebook.id), {}, content_type="application/json")
+
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
+
+
+def test_token_clients_need_no_csrf_token(api_client, user, user_token, notebook):
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {user_token}")
+
+    assert api_client.post(sessions_url(notebook.id), {}, format="json").status_code == 201
+
+
+def test_message_history_pages_backwards_and_forwards(owner_client, notebook):
+    session = make_session(notebook, message_count=7)
+    for order in range(1, 8):
+        MessageFactory(session=session, message_order=order)
+    url = session_url(session) + "messages/?page_size=3"
+
+    newest = owner_client.get(url).json()
+    older = owner_client.get(newest["older"]).json()
+    oldest = owner_client.get(older["older"]).json()
+    back = owner_client.get(oldest["newer"]).json()
+
+    assert [m["message_order"] for m in newest["messages"]] == [5, 6, 7]
+    assert [m["message_order"] for m in older["messages"]] == [2, 3, 4]
+    assert [m["message_order"] for m in oldest["messages"]] == [1]
+    assert oldest["older"] is None
+    assert [m["message_order"] for m in back["messages"]] == [2, 3, 4]
+
+
+def test_message_history_query_count_does_not_grow(owner_client, notebook, django_assert_num_queries):
+    session = make_session(notebook)
+    for order in range(1, 4):
+        MessageFactory(session=session, message_order=order)
+    with django_assert_num_queries(3) as few:
+        owner_client.get(session_url(session) + "messages/")
+    for order in range(4, 60):
+        MessageFactory(session=session, message_order=order)
+
+    with django_assert_num_queries(len(few.captured_queries)):
+        response = owner_client.get(session_url(session) + "messages/?page_size=100")
+
+    assert len(response.json()["messages"]) == 59
+
+
+def test_browsable_api_renders_the_session_list(client, user, notebook):
+    client.force_login(user)
+    make_session(notebook, title="<script>alert(1)</script>")
+
+    response = client.get(sessions_url(notebook.id), HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 200
+    assert b"<script>alert(1)</script>" not in response.content
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.content

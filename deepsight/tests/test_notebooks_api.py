@@ -1,0 +1,179 @@
+"""The notebooks and sources API: owners see and change their own, everyone else gets a 404."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from chat_sessions.tests.factories import NotebookFactory, SourceFactory
+from notebooks.models import Notebook, Source
+
+pytestmark = pytest.mark.django_db
+
+
+def test_owner_creates_lists_renames_and_deletes_a_notebook(owner_client, user):
+    created = owner_client.post("/api/v1/notebooks/", {"name": "Plants", "description": "Notes"}, format="json")
+    assert created.status_code == 201
+    notebook_id = created.json()["id"]
+
+    listed = owner_client.get("/api/v1/notebooks/").json()
+    assert [n["name"] for n in listed["results"]] == ["Plants"]
+
+    renamed = owner_client.patch(f"/api/v1/notebooks/{notebook_id}/", {"name": "Botany"}, format="json")
+    assert renamed.status_code == 200
+    assert renamed.json()["name"] == "Botany"
+
+    assert owner_client.delete(f"/api/v1/notebooks/{notebook_id}/").status_code == 204
+    assert not Notebook.objects.filter(pk=notebook_id).exists()
+
+
+def test_notebook_list_shows_only_the_users_own_notebooks(owner_client, user, other_user):
+    NotebookFactory(owner=user, name="Mine")
+    NotebookFactory(owner=other_user, name="Theirs")
+
+    names = [n["name"] for n in owner_client.get("/api/v1/notebooks/").json()["results"]]
+
+    assert names == ["Mine"]
+
+
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+def test_another_users_notebook_is_not_found(owner_client, other_user, method):
+    notebook = NotebookFactory(owner=other_user)
+
+    response = getattr(owner_client, method)(f"/api/v1/notebooks/{notebook.id}/", {"name": "x"}, format="json")
+
+    assert response.status_code == 404
+    assert Notebook.objects.get(pk=notebook.pk).name == notebook.name
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/notebooks/"),
+        ("post", "/api/v1/notebooks/"),
+        ("get", "/api/v1/notebooks/{id}/"),
+        ("get", "/api/v1/notebooks/{id}/sources/"),
+        ("post", "/api/v1/notebooks/{id}/sources/"),
+    ],
+)
+def test_anonymous_clients_are_refused(api_client, user, method, path):
+    notebook = NotebookFactory(owner=user)
+
+    response = getattr(api_client, method)(path.format(id=notebook.id), {}, format="json")
+
+    assert response.status_code in (401, 403)
+
+
+def test_notebook_name_is_required_and_bounded(owner_client):
+    assert owner_client.post("/api/v1/notebooks/", {}, format="json").status_code == 400
+    too_long = owner_client.post("/api/v1/notebooks/", {"name": "x" * 201}, format="json")
+    assert too_long.status_code == 400
+    assert "name" in too_long.json()
+
+
+def test_notebook_refuses_fields_it_does_not_know(owner_client):
+    response = owner_client.post("/api/v1/notebooks/", {"name": "A", "owner": 99}, format="json")
+
+    assert response.status_code == 400
+    assert "owner" in response.json()
+
+
+def test_pasted_text_becomes_a_ready_source(owner_client, user):
+    notebook = NotebookFactory(owner=user)
+
+    response = owner_client.post(
+        f"/api/v1/notebooks/{notebook.id}/sources/", {"title": "Notes", "content": "Cells divide."}, format="json"
+    )
+
+    assert response.status_code == 201
+    assert response.json()["parse_status"] in ("ready", "pending", "parsing")
+    assert Source.objects.get(pk=response.json()["id"]).content == "Cells divide."
+
+
+def test_uploaded_text_file_is_stored_under_a_generated_name(owner_client, user):
+    notebook = NotebookFactory(owner=user)
+    upload = SimpleUploadedFile("../../etc/passwd.md", b"# Heading\n\nMitochondria.", content_type="text/markdown")
+
+    response = owner_client.post(f"/api/v1/notebooks/{notebook.id}/sources/", {"file": upload}, format="multipart")
+
+    assert response.status_code == 201, response.json()
+    source = Source.objects.get(pk=response.json()["id"])
+    assert source.title == "passwd.md"
+    assert ".." not in source.file.name
+    assert source.file.name.endswith(f"{source.id}.md")
+    assert "Mitochondria" in source.content
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("virus.exe", b"MZ\x90\x00", "not accepted"),
+        ("empty.txt", b"", "empty"),
+        ("binary.txt", b"\x00\x01\x02", "not text"),
+        ("fake.pdf", b"hello", "not a PDF"),
+    ],
+)
+def test_unacceptable_uploads_get_a_clear_400(owner_client, user, name, data, reason):
+    notebook = NotebookFactory(owner=user)
+
+    response = owner_client.post(
+        f"/api/v1/notebooks/{notebook.id}/sources/", {"file": SimpleUploadedFile(name, data)}, format="multipart"
+    )
+
+    assert response.status_code == 400
+    assert reason in str(response.json())
+    assert not Source.objects.exists()
+
+
+def test_oversized_upload_is_refused(owner_client, user, monkeypatch):
+    monkeypatch.setattr("notebooks.uploads.MAX_SOURCE_BYTES", 1024)
+    monkeypatch.setattr("notebooks.uploads.upload_check.__kwdefaults__", {"max_bytes": 1024})
+    notebook = NotebookFactory(owner=user)
+
+    response = owner_client.post(
+        f"/api/v1/notebooks/{notebook.id}/sources/",
+        {"file": SimpleUploadedFile("big.txt", b"a" * 2048)},
+        format="multipart",
+    )
+
+    assert response.status_code == 400
+    assert "larger than" in str(response.json())
+
+
+def test_source_needs_exactly_one_of_text_or_file(owner_client, user):
+    notebook = NotebookFactory(owner=user)
+
+    response = owner_client.post(f"/api/v1/notebooks/{notebook.id}/sources/", {"title": "x"}, format="json")
+
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("method", ["get", "delete"])
+def test_another_users_source_is_not_found(owner_client, other_user, method):
+    source = SourceFactory(notebook=NotebookFactory(owner=other_user))
+
+    response = getattr(owner_client, method)(f"/api/v1/notebooks/{source.notebook_id}/sources/{source.id}/")
+
+    assert response.status_code == 404
+    assert Source.objects.filter(pk=source.pk).exists()
+
+
+def test_owner_deletes_a_source(owner_client, user):
+    source = SourceFactory(notebook=NotebookFactory(owner=user))
+
+    response = owner_client.delete(f"/api/v1/notebooks/{source.notebook_id}/sources/{source.id}/")
+
+    assert response.status_code == 204
+    assert not Source.objects.filter(pk=source.pk).exists()
+
+
+def test_notebook_list_query_count_does_not_grow_with_the_page(owner_client, user, django_assert_num_queries):
+    NotebookFactory.create_batch(3, owner=user)
+    with django_assert_num_queries(1) as few:
+        owner_client.get("/api/v1/notebooks/")
+    NotebookFactory.create_batch(30, owner=user)
+
+    with django_assert_num_queries(len(few.captured_queries)):
+        response = owner_client.get("/api/v1/notebooks/")
+
+    assert len(response.json()["results"]) == 33

@@ -1,0 +1,80 @@
+"""The project shell: deployment files and production settings are right without running them."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+from django.core.management import call_command
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose_file() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_file_matches_the_compose_specification():
+    schema = json.loads((Path(__file__).parent / "data" / "compose-spec.json").read_text())
+
+    jsonschema.validate(compose_file(), schema)
+
+
+def test_compose_runs_postgres_redis_web_worker_and_exactly_one_beat_with_health_checks():
+    services = compose_file()["services"]
+
+    assert {"postgres", "redis", "web", "worker", "beat"} <= set(services)
+    for name in ("postgres", "redis", "web", "worker", "beat"):
+        assert "healthcheck" in services[name], f"{name} has no health check"
+    assert services["beat"]["deploy"]["replicas"] == 1
+    assert services["web"]["environment"]["REDIS_URL"].startswith("redis://redis:")
+    assert services["web"]["environment"]["DATABASE_URL"].startswith("postgres://")
+
+
+def test_production_settings_pass_the_deployment_checklist():
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "deepsight.settings",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_ALLOWED_HOSTS": "deepsight.example.com",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_openapi_schema_validates_without_warnings(tmp_path):
+    target = tmp_path / "schema.yaml"
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
+
+    schema = yaml.safe_load(target.read_text())
+    paths = schema["paths"]
+    assert "/api/v1/notebooks/{container_id}/chat/sessions/{session_id}/messages/" in paths
+    assert "post" in paths["/api/v1/notebooks/{container_id}/chat/sessions/{session_id}/messages/"]
+
+
+def test_swagger_ui_is_served_without_a_cdn(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("reader", password="pw-123456789"))
+
+    page = client.get("/api/v1/docs/").content.decode()
+
+    assert "swagger-ui" in page
+    assert "cdn" not in page.lower()
+    assert "/static/drf_spectacular_sidecar/" in page
