@@ -38,7 +38,8 @@ def owner_client(api_client, user):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _close_persistence_connections():
+def _close_persistence_connections(django_db_setup, django_db_blocker):
+    """Close the streaming persistence threads' connections before the test database is dropped."""
     yield
     from chat_sessions.streaming.persistence import persistence_reset
 
@@ -50,9 +51,12 @@ def live_server_asgi(transactional_db):
     """deepsight served by a real uvicorn on loopback, sharing this test's database."""
     from deepsight.testing.servers import UvicornThread
 
+    from chat_sessions.streaming.persistence import persistence_reset
+
     server = UvicornThread().start()
     yield server
     server.stop()
+    persistence_reset()
 
 
 @pytest.fixture

@@ -78,4 +78,4 @@ def source_delete(*, source: Source) -> None:
     storage = source.file.storage if source.file else None
     source.delete()
     if stored:
-        transaction.on_commit(lambda: storage.delete(stored))
+        transaction.on_commit(lambda: storage.delete(stored), robust=True)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
+from django.db import connection
 
 from chat_sessions.models import MessageStatus, SessionChatMessage
 from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory
+from deepsight.testing.servers import free_socket
 from deepsight.testing.sse import sse_request
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -18,12 +27,20 @@ def session(user):
     return ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user)
 
 
+def session_url(server, session):
+    return f"{server.url}/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/"
+
+
 def messages_url(server, session):
-    return f"{server.url}/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/messages/"
+    return session_url(server, session) + "messages/"
 
 
 def auth(token):
     return {"Authorization": f"Token {token}"}
+
+
+def send(server, session, token, text="Question?", **body):
+    return sse_request("POST", messages_url(server, session), json_body={"message": text, **body}, headers=auth(token))
 
 
 def wait_for(predicate, timeout=10.0):
@@ -35,12 +52,14 @@ def wait_for(predicate, timeout=10.0):
     return False
 
 
+def answer(message_id) -> SessionChatMessage:
+    return SessionChatMessage.objects.get(pk=message_id)
+
+
 def test_answer_streams_token_by_token_and_is_saved(live_server_asgi, openai_agent, session, user_token):
     openai_agent.script(tokens=["Light", " becomes", " sugar", "."], delay=0.05)
 
-    stream = sse_request(
-        "POST", messages_url(live_server_asgi, session), json_body={"message": "What is it?"}, headers=auth(user_token)
-    )
+    stream = send(live_server_asgi, session, user_token, "What is it?")
     events = list(stream)
 
     assert stream.status == 200
@@ -55,7 +74,7 @@ def test_answer_streams_token_by_token_and_is_saved(live_server_asgi, openai_age
     assert token_times[-1] - token_times[0] > 0.1
     done = events[-1].data["message"]
     assert done["status"] == "complete"
-    saved = SessionChatMessage.objects.get(pk=done["id"])
+    saved = answer(done["id"])
     assert saved.message == "Light becomes sugar."
     assert saved.status == MessageStatus.COMPLETE
     assert saved.metadata["usage"]["completion_tokens"] == 4
@@ -63,12 +82,100 @@ def test_answer_streams_token_by_token_and_is_saved(live_server_asgi, openai_age
     assert session.message_count == 2
 
 
+def test_history_is_sent_to_the_model_with_the_next_question(live_server_asgi, openai_agent, session, user_token):
+    openai_agent.script(tokens=["First answer."])
+    list(send(live_server_asgi, session, user_token, "First question"))
+    openai_agent.script(tokens=["Second answer."])
+
+    list(send(live_server_asgi, session, user_token, "Second question"))
+
+    sent = openai_agent.requests[-1]["messages"]
+    assert [(m["role"], m["content"]) for m in sent if m["role"] != "system"] == [
+        ("user", "First question"),
+        ("assistant", "First answer."),
+        ("user", "Second question"),
+    ]
+    assert openai_agent.headers[-1]["Authorization"] == "Bearer sk-test-secret"
+
+
+def test_reasoning_is_streamed_and_kept_apart_from_the_answer(live_server_asgi, openai_agent, session, user_token):
+    openai_agent.script(tokens=["<think>Let me", " think.</think>", "The", " answer."])
+
+    events = list(send(live_server_asgi, session, user_token))
+
+    assert "".join(e.data["text"] for e in events if e.type == "reasoning") == "Let me think."
+    assert "".join(e.data["text"] for e in events if e.type == "token") == "The answer."
+    saved = answer(events[-1].data["message"]["id"])
+    assert saved.message == "The answer."
+    assert saved.metadata["reasoning"] == "Let me think."
+
+
+def test_the_growing_answer_is_saved_while_it_streams(live_server_asgi, openai_agent, session, user_token):
+    tokens = [f"w{i} " for i in range(40)]
+    openai_agent.script(tokens=tokens, delay=0.05)
+
+    stream = send(live_server_asgi, session, user_token)
+    events = iter(stream)
+    answer_id = next(events).data["assistant_message_id"]
+    time.sleep(1.2)
+    partial = answer(answer_id)
+    list(events)
+
+    assert partial.status == MessageStatus.STREAMING
+    assert partial.message
+    assert "".join(tokens).startswith(partial.message)
+    assert len(partial.message) < len("".join(tokens))
+
+
+@pytest.mark.parametrize(
+    ("script", "code"),
+    [
+        ({"error_after": 3}, "upstream_error"),
+        ({"fail_after": 3}, "upstream_unavailable"),
+        ({"malformed_after": 3}, "upstream_protocol"),
+    ],
+)
+def test_an_upstream_failure_mid_answer_keeps_the_partial_text(
+    live_server_asgi, openai_agent, session, user_token, script, code
+):
+    openai_agent.script(tokens=["one ", "two ", "three ", "four "], **script)
+
+    events = list(send(live_server_asgi, session, user_token))
+
+    assert events[-1].type == "error"
+    assert events[-1].data["code"] == code
+    assert events[-1].data["message"]
+    saved = answer(events[0].data["assistant_message_id"])
+    assert (saved.status, saved.message) == (MessageStatus.ERROR, "one two three ")
+    assert saved.metadata["error"]["code"] == code
+
+
+def test_an_upstream_that_refuses_gives_an_error_event_and_the_next_message_works(
+    live_server_asgi, openai_agent, session, user_token
+):
+    openai_agent.script(status=500)
+    failed = list(send(live_server_asgi, session, user_token))
+    openai_agent.script(tokens=["Fine", " now."])
+
+    recovered = list(send(live_server_asgi, session, user_token, "Again?"))
+
+    assert failed[-1].type == "error"
+    assert "500" in failed[-1].data["message"]
+    assert "sk-test-secret" not in json.dumps(failed[-1].data)
+    assert recovered[-1].type == "done"
+    assert recovered[-1].data["message"]["message"] == "Fine now."
+    assert list(SessionChatMessage.objects.filter(session=session).values_list("message_order", flat=True)) == [
+        1,
+        2,
+        3,
+        4,
+    ]
+
+
 def test_closed_tab_does_not_stop_the_answer(live_server_asgi, openai_agent, session, user_token):
     openai_agent.script(tokens=[f"t{i} " for i in range(30)], delay=0.03)
 
-    stream = sse_request(
-        "POST", messages_url(live_server_asgi, session), json_body={"message": "Long one"}, headers=auth(user_token)
-    )
+    stream = send(live_server_asgi, session, user_token, "Long one")
     received = []
     for event in stream:
         received.append(event)
@@ -77,5 +184,218 @@ def test_closed_tab_does_not_stop_the_answer(live_server_asgi, openai_agent, ses
     stream.close()
 
     answer_id = received[0].data["assistant_message_id"]
-    assert wait_for(lambda: SessionChatMessage.objects.get(pk=answer_id).status == MessageStatus.COMPLETE)
-    assert SessionChatMessage.objects.get(pk=answer_id).message == "".join(f"t{i} " for i in range(30))
+    assert wait_for(lambda: answer(answer_id).status == MessageStatus.COMPLETE)
+    assert answer(answer_id).message == "".join(f"t{i} " for i in range(30))
+
+
+def test_a_second_send_while_one_streams_gets_409(live_server_asgi, openai_agent, session, user_token):
+    openai_agent.script(tokens=[f"t{i} " for i in range(20)], delay=0.05)
+    first = iter(send(live_server_asgi, session, user_token))
+    next(first)
+
+    second = send(live_server_asgi, session, user_token, "Me too")
+
+    assert second.status == 409
+    assert json.loads(second.body())["code"] == "generation_in_progress"
+    assert list(first)[-1].type == "done"
+
+
+def test_a_retried_send_replays_the_same_turn(live_server_asgi, openai_agent, session, user_token):
+    openai_agent.script(tokens=["a", "b", "c"], delay=0.05)
+    first = list(send(live_server_asgi, session, user_token, "Hi", client_message_id="turn-1"))
+
+    retried = list(send(live_server_asgi, session, user_token, "Hi", client_message_id="turn-1"))
+
+    assert retried[-1].type == "done"
+    assert retried[-1].data["message"]["id"] == first[-1].data["message"]["id"]
+    assert retried[-1].data["message"]["message"] == "abc"
+    assert SessionChatMessage.objects.filter(session=session).count() == 2
+    assert len(openai_agent.requests) == 1
+
+
+def test_stop_keeps_the_partial_answer_and_ends_the_stream(live_server_asgi, openai_agent, session, user_token):
+    openai_agent.script(tokens=[f"t{i} " for i in range(100)], delay=0.05)
+    stream = iter(send(live_server_asgi, session, user_token))
+    start = next(stream)
+    next(stream), next(stream)
+
+    stopped = sse_request(
+        "POST",
+        session_url(live_server_asgi, session) + "stop/",
+        headers={**auth(user_token), "Accept": "application/json"},
+    )
+    stop_body = json.loads(stopped.body())
+    rest = list(stream)
+
+    assert stopped.status == 200
+    assert stop_body["message"]["status"] == "interrupted"
+    assert rest[-1].type == "done"
+    assert rest[-1].data["message"]["status"] == "interrupted"
+    saved = answer(start.data["assistant_message_id"])
+    assert saved.status == MessageStatus.INTERRUPTED
+    assert saved.message.startswith("t0 t1 ")
+    assert len(saved.message) < len("".join(f"t{i} " for i in range(100)))
+
+
+def test_stop_with_nothing_running_is_a_409(live_server_asgi, session, user_token):
+    response = sse_request(
+        "POST",
+        session_url(live_server_asgi, session) + "stop/",
+        headers={**auth(user_token), "Accept": "application/json"},
+    )
+
+    assert response.status == 409
+
+
+def test_a_reconnect_resumes_after_the_last_event_seen(live_server_asgi, openai_agent, session, user_token):
+    tokens = [f"t{i} " for i in range(20)]
+    openai_agent.script(tokens=tokens, delay=0.03)
+    stream = send(live_server_asgi, session, user_token)
+    seen = []
+    for event in stream:
+        seen.append(event)
+        if len(seen) == 4:
+            break
+    stream.close()
+    answer_id = seen[0].data["assistant_message_id"]
+
+    resumed = list(
+        sse_request(
+            "GET",
+            messages_url(live_server_asgi, session) + f"{answer_id}/stream/",
+            headers={**auth(user_token), "Last-Event-ID": str(seen[-1].id)},
+        )
+    )
+
+    assert resumed[0].id == seen[-1].id + 1
+    assert resumed[-1].type == "done"
+    text = "".join(e.data["text"] for e in seen + resumed if e.type == "token")
+    assert text == "".join(tokens)
+
+
+def test_resuming_a_finished_answer_returns_it(live_server_asgi, openai_agent, session, user_token):
+    openai_agent.script(tokens=["all", " done"])
+    answer_id = list(send(live_server_asgi, session, user_token))[0].data["assistant_message_id"]
+
+    resumed = list(
+        sse_request("GET", messages_url(live_server_asgi, session) + f"{answer_id}/stream/", headers=auth(user_token))
+    )
+
+    assert resumed[-1].type == "done"
+    assert "".join(e.data["text"] for e in resumed if e.type == "token") == "all done"
+
+
+def test_resume_of_another_users_answer_is_not_found(live_server_asgi, openai_agent, session, user_token, other_user):
+    openai_agent.script(tokens=["secret"])
+    answer_id = list(send(live_server_asgi, session, user_token))[0].data["assistant_message_id"]
+    from rest_framework.authtoken.models import Token
+
+    other_token = Token.objects.create(user=other_user).key
+    response = sse_request(
+        "GET", messages_url(live_server_asgi, session) + f"{answer_id}/stream/", headers=auth(other_token)
+    )
+
+    assert response.status == 404
+    assert b"secret" not in response.body()
+
+
+def test_json_clients_wait_for_the_whole_turn(live_server_asgi, openai_agent, session, user_token):
+    openai_agent.script(tokens=["Whole", " answer."])
+
+    response = sse_request(
+        "POST",
+        messages_url(live_server_asgi, session),
+        json_body={"message": "Q"},
+        headers={**auth(user_token), "Accept": "application/json"},
+    )
+    body = json.loads(response.body())
+
+    assert response.status == 201
+    assert body["user_message"]["message"] == "Q"
+    assert (body["assistant_message"]["message"], body["assistant_message"]["status"]) == ("Whole answer.", "complete")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"message": ""}, "message"),
+        ({"message": "x" * 32_001}, "message"),
+        ({"message": "hi", "sender": "assistant"}, "sender"),
+        ({"message": "hi", "message_order": 1}, "message_order"),
+    ],
+)
+def test_bad_messages_get_a_400_naming_the_field(live_server_asgi, session, user_token, body, field):
+    response = sse_request("POST", messages_url(live_server_asgi, session), json_body=body, headers=auth(user_token))
+
+    assert response.status == 400
+    assert field in json.loads(response.body())
+    assert not SessionChatMessage.objects.exists()
+
+
+def _second_process_server(redis_url: str):
+    """deepsight in another OS process, on the same test database and Redis."""
+    db = django_settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        database_url = f"sqlite:///{connection.settings_dict['NAME']}"
+    else:
+        database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}"
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "deepsight.settings_test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "DEEPSIGHT_TEST_RUN_ID": django_settings.RUN_ID,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "deepsight.asgi:application", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    def up():
+        try:
+            return urllib.request.urlopen(f"{url}/healthz/", timeout=1).status == 200
+        except OSError:
+            return False
+
+    assert wait_for(up, timeout=20), "second deepsight process did not start"
+    return process, url
+
+
+@pytest.mark.redis
+def test_another_web_process_resumes_and_stops_through_redis(live_server_asgi, openai_agent, session, user_token):
+    redis_url = django_settings.CHAT_SESSIONS["REDIS_URL"]
+    if not redis_url:
+        pytest.skip("needs REDIS_URL (CI runs this with Redis)")
+    process, other_url = _second_process_server(redis_url)
+    try:
+        openai_agent.script(tokens=[f"t{i} " for i in range(200)], delay=0.02)
+        stream = send(live_server_asgi, session, user_token)
+        seen = [next(iter(stream)) for _ in range(1)]
+        stream.close()
+        answer_id = seen[0].data["assistant_message_id"]
+        resume_url = f"{other_url}/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/messages/{answer_id}/stream/"
+
+        resumed = iter(sse_request("GET", resume_url, headers={**auth(user_token), "Last-Event-ID": "1"}))
+        first_resumed = [next(resumed) for _ in range(5)]
+        stopped = sse_request(
+            "POST",
+            f"{other_url}/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/stop/",
+            headers={**auth(user_token), "Accept": "application/json"},
+        )
+        rest = list(resumed)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+    assert [e.id for e in first_resumed] == [2, 3, 4, 5, 6]
+    assert stopped.status == 200
+    assert json.loads(stopped.body())["message"]["status"] == "interrupted"
+    assert rest[-1].type == "done"
+    assert rest[-1].data["message"]["status"] == "interrupted"
+    assert answer(answer_id).status == MessageStatus.INTERRUPTED

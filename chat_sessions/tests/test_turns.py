@@ -1,0 +1,146 @@
+"""Starting turns: ordered, exactly once, one generation at a time, safe under concurrency."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connections
+
+from chat_sessions.exceptions import GenerationInProgress, GenerationLimitReached, SessionArchived
+from chat_sessions.models import MessageStatus, SessionChatMessage, SessionStatus
+from chat_sessions.services import message_finish, turn_start
+from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory
+
+
+@pytest.fixture
+def session(db, user):
+    return ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user)
+
+
+def orders(session) -> list[int]:
+    return list(
+        SessionChatMessage.objects.filter(session=session)
+        .order_by("message_order")
+        .values_list("message_order", flat=True)
+    )
+
+
+def test_a_turn_stores_the_question_then_a_streaming_answer(session, user):
+    started = turn_start(session=session, user=user, text="Why is the sky blue?")
+
+    assert (started.user_message.message_order, started.assistant_message.message_order) == (1, 2)
+    assert started.user_message.status == MessageStatus.COMPLETE
+    assert started.assistant_message.status == MessageStatus.STREAMING
+    session.refresh_from_db()
+    assert session.message_count == 2
+
+
+def test_a_second_send_while_an_answer_streams_is_refused(session, user):
+    turn_start(session=session, user=user, text="first")
+
+    with pytest.raises(GenerationInProgress):
+        turn_start(session=session, user=user, text="second")
+
+    assert orders(session) == [1, 2]
+
+
+def test_a_retry_with_the_same_client_id_returns_the_first_turn(session, user):
+    first = turn_start(session=session, user=user, text="hello", client_message_id="abc-1")
+    message_finish(message_id=first.assistant_message.pk, text="hi", status=MessageStatus.COMPLETE, metadata={})
+
+    again = turn_start(session=session, user=user, text="hello", client_message_id="abc-1")
+
+    assert again.replayed
+    assert (again.user_message.pk, again.assistant_message.pk) == (first.user_message.pk, first.assistant_message.pk)
+    assert orders(session) == [1, 2]
+
+
+def test_an_archived_session_refuses_messages(session, user):
+    session.status = SessionStatus.ARCHIVED
+    session.save()
+
+    with pytest.raises(SessionArchived):
+        turn_start(session=session, user=user, text="hello")
+
+
+def test_a_closed_session_reopens_when_the_user_sends(session, user):
+    session.status = SessionStatus.CLOSED
+    session.save()
+
+    started = turn_start(session=session, user=user, text="back again")
+
+    assert started.session.status == SessionStatus.ACTIVE
+    assert started.session.ended_at is None
+
+
+def test_too_many_generations_for_one_user_is_refused(user, settings):
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "MAX_CONCURRENT_GENERATIONS_PER_USER": 2}
+    notebook = NotebookFactory(owner=user)
+    for _ in range(2):
+        turn_start(session=ChatSessionFactory(container=notebook, created_by=user), user=user, text="q")
+
+    with pytest.raises(GenerationLimitReached):
+        turn_start(session=ChatSessionFactory(container=notebook, created_by=user), user=user, text="q")
+
+
+def _concurrently(workers: int, target) -> list[BaseException]:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(workers)
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            target(index)
+        except BaseException as exc:  # collected and re-raised by the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_senders_to_one_session_get_gap_free_unique_orders(user):
+    session = ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user)
+    turns_each, workers = 5, 6
+
+    def send_turns(index: int) -> None:
+        done = 0
+        while done < turns_each:
+            try:
+                started = turn_start(session=session, user=user, text=f"w{index} t{done}")
+            except GenerationInProgress:
+                continue  # someone else's answer is streaming: try again
+            message_finish(
+                message_id=started.assistant_message.pk, text="ok", status=MessageStatus.COMPLETE, metadata={}
+            )
+            done += 1
+
+    errors = _concurrently(workers, send_turns)
+
+    assert errors == []
+    expected = workers * turns_each * 2
+    assert orders(session) == list(range(1, expected + 1))
+    session.refresh_from_db()
+    assert session.message_count == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_retries_of_one_turn_store_it_once(user):
+    session = ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user)
+    results = []
+
+    errors = _concurrently(
+        6, lambda index: results.append(turn_start(session=session, user=user, text="same", client_message_id="dup"))
+    )
+
+    assert errors == []
+    assert orders(session) == [1, 2]
+    assert len({r.user_message.pk for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
