@@ -1,0 +1,94 @@
+"""The admin: staff find sessions by title or owner, read messages in order, close and reopen."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat_sessions.models import ChatSession, SessionStatus
+from chat_sessions.tests.factories import ChatSessionFactory, MessageFactory, NotebookFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/chat_sessions/chatsession/",
+        "/admin/chat_sessions/sessionchatmessage/",
+        "/admin/notebooks/notebook/",
+        "/admin/notebooks/source/",
+        "/admin/notebooks/ragflowdataset/",
+        "/admin/notebooks/ragflowagent/",
+    ],
+)
+def test_every_model_is_registered(staff_client, url):
+    assert staff_client.get(url).status_code == 200
+
+
+def test_sessions_are_searchable_by_title_and_owner(staff_client):
+    alice = UserFactory(username="alice")
+    ChatSessionFactory(title="Photosynthesis notes", container=NotebookFactory(owner=alice), created_by=alice)
+    ChatSessionFactory(title="Unrelated")
+
+    by_title = staff_client.get("/admin/chat_sessions/chatsession/", {"q": "photosynth"}).content.decode()
+    by_owner = staff_client.get("/admin/chat_sessions/chatsession/", {"q": "alice"}).content.decode()
+
+    assert "Photosynthesis notes" in by_title
+    assert "Unrelated" not in by_title
+    assert "Photosynthesis notes" in by_owner
+    assert "Unrelated" not in by_owner
+
+
+def test_sessions_filter_by_status_and_notebook(staff_client):
+    kept = ChatSessionFactory(title="Closed one", status=SessionStatus.CLOSED)
+    ChatSessionFactory(title="Open one")
+
+    page = staff_client.get("/admin/chat_sessions/chatsession/", {"status__exact": "closed"}).content.decode()
+    by_notebook = staff_client.get(
+        "/admin/chat_sessions/chatsession/", {"container__id__exact": str(kept.container_id)}
+    ).content.decode()
+
+    assert "Closed one" in page
+    assert "Open one" not in page
+    assert "Closed one" in by_notebook
+    assert "Open one" not in by_notebook
+
+
+def test_a_session_page_shows_its_messages_in_order_read_only(staff_client):
+    session = ChatSessionFactory()
+    MessageFactory(session=session, message_order=2, message="second <b>bold</b>")
+    MessageFactory(session=session, message_order=1, message="first")
+
+    page = staff_client.get(f"/admin/chat_sessions/chatsession/{session.pk}/change/").content.decode()
+
+    assert page.index("first") < page.index("second")
+    assert "second &lt;b&gt;bold&lt;/b&gt;" in page
+    assert 'name="messages-0-message"' not in page  # shown, not editable
+
+
+def test_close_and_reopen_actions_use_the_services(staff_client):
+    first, second = ChatSessionFactory(), ChatSessionFactory()
+    ids = [str(first.pk), str(second.pk)]
+
+    staff_client.post("/admin/chat_sessions/chatsession/", {"action": "close_sessions", "_selected_action": ids})
+    closed = list(ChatSession.objects.filter(pk__in=ids).values_list("status", "ended_at"))
+    staff_client.post("/admin/chat_sessions/chatsession/", {"action": "reopen_sessions", "_selected_action": ids})
+
+    assert all(status == SessionStatus.CLOSED and ended for status, ended in closed)
+    assert set(ChatSession.objects.filter(pk__in=ids).values_list("status", flat=True)) == {SessionStatus.ACTIVE}
+    assert not ChatSession.objects.filter(pk__in=ids, ended_at__isnull=False).exists()
+
+
+def test_users_who_are_not_staff_cannot_open_the_admin(client, user):
+    client.force_login(user)
+
+    response = client.get("/admin/chat_sessions/chatsession/")
+
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
