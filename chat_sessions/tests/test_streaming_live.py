@@ -275,7 +275,8 @@ def test_a_reconnect_resumes_after_the_last_event_seen(live_server_asgi, openai_
 
 def test_resuming_a_finished_answer_returns_it(live_server_asgi, openai_agent, session, user_token):
     openai_agent.script(tokens=["all", " done"])
-    answer_id = list(send(live_server_asgi, session, user_token))[0].data["assistant_message_id"]
+    finished = list(send(live_server_asgi, session, user_token))
+    answer_id = finished[0].data["assistant_message_id"]
 
     resumed = list(
         sse_request("GET", messages_url(live_server_asgi, session) + f"{answer_id}/stream/", headers=auth(user_token))
@@ -287,7 +288,8 @@ def test_resuming_a_finished_answer_returns_it(live_server_asgi, openai_agent, s
 
 def test_resume_of_another_users_answer_is_not_found(live_server_asgi, openai_agent, session, user_token, other_user):
     openai_agent.script(tokens=["secret"])
-    answer_id = list(send(live_server_asgi, session, user_token))[0].data["assistant_message_id"]
+    finished = list(send(live_server_asgi, session, user_token))
+    answer_id = finished[0].data["assistant_message_id"]
     from rest_framework.authtoken.models import Token
 
     other_token = Token.objects.create(user=other_user).key
@@ -376,10 +378,10 @@ def test_another_web_process_resumes_and_stops_through_redis(live_server_asgi, o
     try:
         openai_agent.script(tokens=[f"t{i} " for i in range(200)], delay=0.02)
         stream = send(live_server_asgi, session, user_token)
-        seen = [next(iter(stream)) for _ in range(1)]
+        answer_id = next(iter(stream)).data["assistant_message_id"]
         stream.close()
-        answer_id = seen[0].data["assistant_message_id"]
-        resume_url = f"{other_url}/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/messages/{answer_id}/stream/"
+        other_session_url = f"{other_url}/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/"
+        resume_url = f"{other_session_url}messages/{answer_id}/stream/"
 
         resumed = iter(sse_request("GET", resume_url, headers={**auth(user_token), "Last-Event-ID": "1"}))
         first_resumed = [next(resumed) for _ in range(5)]
@@ -399,3 +401,43 @@ def test_another_web_process_resumes_and_stops_through_redis(live_server_asgi, o
     assert rest[-1].type == "done"
     assert rest[-1].data["message"]["status"] == "interrupted"
     assert answer(answer_id).status == MessageStatus.INTERRUPTED
+
+
+@pytest.fixture
+def query_counter(monkeypatch):
+    """Counts SQL statements from every thread (the request, the persistence threads)."""
+    import threading
+
+    from django.db.backends import utils
+
+    counter = {"n": 0}
+    lock = threading.Lock()
+    original = utils.CursorWrapper.execute
+
+    def counting_execute(self, *args, **kwargs):
+        with lock:
+            counter["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(utils.CursorWrapper, "execute", counting_execute)
+    monkeypatch.setattr(utils.CursorDebugWrapper, "execute", counting_execute)
+    return counter
+
+
+def test_queries_per_turn_do_not_grow_with_the_number_of_tokens(
+    live_server_asgi, openai_agent, session, user_token, query_counter
+):
+    def queries_for(tokens: int) -> int:
+        openai_agent.script(tokens=[f"t{i} " for i in range(tokens)])
+        before = query_counter["n"]
+        events = list(send(live_server_asgi, session, user_token))
+        assert events[-1].type == "done"
+        time.sleep(0.3)  # let any trailing flush land in this measurement
+        return query_counter["n"] - before
+
+    short = queries_for(5)
+    long = queries_for(500)
+
+    print(f"queries per turn: 5 tokens {short}, 500 tokens {long}")
+    assert long <= short + 6, (short, long)
+    assert long < 50
