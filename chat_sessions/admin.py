@@ -8,7 +8,14 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from chat_sessions import services
-from chat_sessions.models import ChatSession, ChatSessionTag, SessionChatMessage, SessionStatus
+from chat_sessions.models import (
+    ChatSession,
+    ChatSessionTag,
+    CleanupStatus,
+    RemoteSessionCleanup,
+    SessionChatMessage,
+    SessionStatus,
+)
 
 
 class SessionChatMessageInline(admin.TabularInline):
@@ -77,3 +84,35 @@ class SessionChatMessageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # messages are added by sending them, which keeps their order gap-free
+
+
+@admin.register(RemoteSessionCleanup)
+class RemoteSessionCleanupAdmin(admin.ModelAdmin):
+    """Remote conversations of deleted sessions: `failed` ones are leaks to look at, or to retry."""
+
+    list_display = ("remote_session_id", "session_id", "status", "attempts", "last_error", "updated_at")
+    list_filter = ("status",)
+    search_fields = ("remote_session_id", "remote_agent_id", "=session_id", "container_id")
+    readonly_fields = (
+        "session_id",
+        "container_id",
+        "remote_agent_id",
+        "remote_session_id",
+        "status",
+        "attempts",
+        "last_error",
+        "created_at",
+        "updated_at",
+        "finished_at",
+    )
+    actions = ("retry_cleanups",)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # rows are written by deleting a session
+
+    @admin.action(description="Try the selected clean-ups again")
+    def retry_cleanups(self, request, queryset) -> None:
+        cleanups = list(queryset.exclude(status=CleanupStatus.DONE))
+        for cleanup in cleanups:
+            services.remote_session_cleanup_retry(cleanup=cleanup)
+        self.message_user(request, f"Retrying {len(cleanups)} clean-up(s).", messages.SUCCESS)

@@ -165,3 +165,43 @@ class SessionChatMessage(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.message_order} {self.sender}: {self.message[:40]}"
+
+
+class CleanupStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class RemoteSessionCleanup(models.Model):
+    """The removal of a deleted session's remote conversation (e.g. its RAGFlow session).
+
+    Written in the same transaction as the deletion and updated by the worker after each attempt,
+    so a remote that keeps refusing leaves a `failed` row with its error, listed in the admin and
+    retried from there, instead of a silent leak.
+    """
+
+    #: The deleted session's id (the row is gone, so this is no foreign key).
+    session_id = models.UUIDField(db_index=True)
+    #: The primary key of the container the session belonged to, for finding it again.
+    container_id = models.CharField(max_length=64, blank=True, default="")
+    #: The remote agent and the remote conversation to delete.
+    remote_agent_id = models.CharField(max_length=128, blank=True, default="")
+    remote_session_id = models.CharField(max_length=128)
+    #: `pending` until the remote confirms (`done`) or the last retry fails (`failed`).
+    status = models.CharField(max_length=10, choices=CleanupStatus.choices, default=CleanupStatus.PENDING)
+    #: Attempts made so far, by every worker together.
+    attempts = models.PositiveIntegerField(default=0)
+    #: Why the last attempt failed; empty once one succeeded.
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    #: When the remote conversation was deleted.
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=["status", "-created_at"], name="chat_cleanup_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Remote session {self.remote_session_id} ({self.status})"

@@ -6,6 +6,7 @@ transitions, title provenance) hold whichever door the request came in by: API, 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,15 +14,20 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
+from chat_sessions.agents.base import AgentError
+from chat_sessions.agents.http import http_session_close
 from chat_sessions.agents.registry import agent_backend
 from chat_sessions.conf import chat_settings
 from chat_sessions.exceptions import GenerationInProgress, GenerationLimitReached, SessionArchived
 from chat_sessions.models import (
     ChatSession,
     ChatSessionTag,
+    CleanupStatus,
     MessageStatus,
+    RemoteSessionCleanup,
     Sender,
     SessionChatMessage,
     SessionStatus,
@@ -58,7 +64,7 @@ def session_create(
         rag_document_ids=list(rag_document_ids),
     )
     _tags_replace(session=session, names=tags, source=TagSource.USER)
-    transaction.on_commit(lambda: agent_backend().on_session_created(session=session))
+    transaction.on_commit(lambda: agent_backend().on_session_created(session=session), robust=True)
     return session
 
 
@@ -129,15 +135,22 @@ def session_archive(*, session: ChatSession) -> ChatSession:
 
 @transaction.atomic
 def session_delete(*, session: ChatSession) -> None:
-    """Delete a session and its messages for good; its remote conversation is removed after commit."""
-    remote = (session.remote_agent_id, session.remote_session_id)
-    session.delete()
-    if remote[1]:
-        from chat_sessions.tasks import remote_session_delete
+    """Delete a session and its messages for good; its remote conversation is removed by a worker.
 
-        transaction.on_commit(
-            lambda: remote_session_delete.delay(remote_agent_id=remote[0], remote_session_id=remote[1])
+    The clean-up is recorded in the same transaction, so it is never forgotten: a broker that is
+    down, or a remote that keeps refusing, leaves a `pending` or `failed` row in the admin.
+    """
+    cleanup = None
+    if session.remote_session_id:
+        cleanup = RemoteSessionCleanup.objects.create(
+            session_id=session.pk,
+            container_id=str(session.container_id),
+            remote_agent_id=session.remote_agent_id,
+            remote_session_id=session.remote_session_id,
         )
+    session.delete()
+    if cleanup is not None:
+        remote_session_cleanup_schedule(cleanup_id=cleanup.pk)
 
 
 def session_remote_ids_set(*, session_id: Any, remote_session_id: str, remote_agent_id: str = "") -> None:
@@ -160,11 +173,11 @@ def _tags_replace(*, session: ChatSession, names: Iterable[str], source: str) ->
 
 
 def session_suggested_tags_set(*, session_id: Any, names: Sequence[str]) -> None:
-    """Store tags suggested by the auto-namer, apart from the user's own."""
-    session = ChatSession.objects.filter(pk=session_id).first()
-    if session is not None:
-        with transaction.atomic():
-            _tags_replace(session=session, names=names, source=TagSource.AUTO)
+    """Store tags suggested by the auto-namer, apart from the user's own (which stay untouched)."""
+    with transaction.atomic():
+        session = ChatSession.objects.select_for_update().filter(pk=session_id).first()
+        if session is not None:
+            _tags_replace(session=session, names=names[: chat_settings.MAX_TAGS], source=TagSource.AUTO)
 
 
 def session_title_apply(*, session_id: Any, title: str) -> bool:
@@ -173,6 +186,9 @@ def session_title_apply(*, session_id: Any, title: str) -> bool:
     One conditional UPDATE, so a user's rename that lands first always wins, and one that lands
     later simply replaces the generated title.
     """
+    title = title.strip()[: chat_settings.MAX_TITLE_LENGTH]
+    if not title:
+        return False
     updated = ChatSession.objects.filter(pk=session_id, title_source=TitleSource.DEFAULT).update(
         title=title, title_source=TitleSource.AUTO, updated_at=timezone.now()
     )
@@ -282,10 +298,14 @@ def message_finish(
 
 
 def session_title_schedule(*, session_id: Any) -> None:
-    """Ask a worker for a title, after the current transaction commits."""
+    """Ask a worker for a title, after the current transaction commits.
+
+    `robust`: a broker that is down must not fail the answer that was just saved; housekeeping
+    finds sessions left untitled and asks again.
+    """
     from chat_sessions.tasks import session_title_generate
 
-    transaction.on_commit(lambda: session_title_generate.delay(session_id=str(session_id)))
+    transaction.on_commit(lambda: session_title_generate.delay(session_id=str(session_id)), robust=True)
 
 
 # Housekeeping
@@ -296,22 +316,31 @@ def sessions_close_idle(*, now: datetime | None = None) -> int:
     """Close active sessions idle past `IDLE_TIMEOUT`, in one set-based update; safe to repeat.
 
     Messages are kept. A session with an answer streaming is skipped, and so is a pinned one when
-    `AUTO_CLOSE_EXEMPTS_PINNED` is set.
+    `AUTO_CLOSE_EXEMPTS_PINNED` is set. Idle time is elapsed time between aware datetimes, so the
+    server's time zone and daylight-saving changes do not move the cutoff.
     """
     now = now or timezone.now()
-    idle = ChatSession.objects.filter(
-        status=SessionStatus.ACTIVE, last_activity__lt=now - chat_settings.IDLE_TIMEOUT
-    ).exclude(running_generation_exists())
+    if timezone.is_naive(now):
+        raise ValueError("sessions_close_idle needs an aware datetime")
+    cutoff = now - chat_settings.IDLE_TIMEOUT
+    idle = ChatSession.objects.filter(status=SessionStatus.ACTIVE, last_activity__lt=cutoff).filter(
+        ~running_generation_exists()
+    )
     if chat_settings.AUTO_CLOSE_EXEMPTS_PINNED:
         idle = idle.exclude(pinned=True)
+    # The status and age are checked again by the UPDATE itself, so a message sent meanwhile
+    # (it bumps `last_activity` under a row lock) keeps its session open.
     closed = idle.update(status=SessionStatus.CLOSED, ended_at=now, updated_at=now)
-    if closed:
-        logger.info("Closed %d chat sessions idle since before %s", closed, now - chat_settings.IDLE_TIMEOUT)
+    logger.info("Closed %d chat sessions idle since before %s", closed, cutoff.isoformat())
     return closed
 
 
 def messages_interrupt_stale(*, now: datetime | None = None) -> int:
-    """Mark answers left `streaming` by a dead process as `interrupted`, keeping their text."""
+    """Mark answers left `streaming` by a dead process as `interrupted`, keeping their text.
+
+    Live generations write at least every `FLUSH_INTERVAL` while tokens arrive and end within
+    `MAX_GENERATION_SECONDS`, so an answer unwritten for `STALE_STREAM_AFTER` has no writer left.
+    """
     now = now or timezone.now()
     stale = streaming_messages().filter(updated_at__lt=now - chat_settings.STALE_STREAM_AFTER)
     count = stale.update(status=MessageStatus.INTERRUPTED, updated_at=now)
@@ -327,7 +356,82 @@ def message_interrupt(*, message_id: int) -> bool:
     )
 
 
-def session_title_regenerate(*, session: ChatSession) -> None:
-    """The user asked for a new title: make the title replaceable again and ask a worker for one."""
-    ChatSession.objects.filter(pk=session.pk).update(title_source=TitleSource.DEFAULT, updated_at=timezone.now())
-    session_title_schedule(session_id=session.pk)
+def session_title_regenerate(*, session: ChatSession) -> bool:
+    """The user asked for a new title: make the title replaceable again and ask a worker for one.
+
+    Asking is the user's latest word, so it replaces their own earlier title too; a rename made
+    while the new title is generated wins again. A session with no complete answer yet has
+    nothing to be titled from and is left as it is (False).
+    """
+    answered = SessionChatMessage.objects.filter(
+        session=session, sender=Sender.ASSISTANT, status=MessageStatus.COMPLETE
+    ).exists()
+    if not answered:
+        return False
+    with transaction.atomic():
+        ChatSession.objects.filter(pk=session.pk).update(title_source=TitleSource.DEFAULT, updated_at=timezone.now())
+        session_title_schedule(session_id=session.pk)
+    return True
+
+
+# Remote clean-up
+# ------------------------------------------------------------------------------
+
+
+def remote_session_cleanup_schedule(*, cleanup_id: int) -> None:
+    """Ask a worker to delete a remote conversation, after the current transaction commits.
+
+    `robust`: the local deletion stands even if the broker is down; the row stays `pending`.
+    """
+    from chat_sessions.tasks import remote_session_delete
+
+    transaction.on_commit(lambda: remote_session_delete.delay(cleanup_id=cleanup_id), robust=True)
+
+
+def remote_session_cleanup_run(*, cleanup_id: int, last_attempt: bool) -> bool:
+    """Delete one remote conversation and record the attempt; True once it is gone.
+
+    Safe to repeat: a clean-up already `done` (or removed) is not attempted again. When the remote
+    refuses, the error is recorded and `AgentError` raised for the caller to retry, except on the
+    last attempt, which leaves the row `failed` and returns False.
+    """
+    cleanup = RemoteSessionCleanup.objects.filter(pk=cleanup_id).first()
+    if cleanup is None or cleanup.status == CleanupStatus.DONE:
+        return True
+    rows = RemoteSessionCleanup.objects.filter(pk=cleanup_id)
+    try:
+        asyncio.run(
+            _remote_session_close(remote_agent_id=cleanup.remote_agent_id, remote_session_id=cleanup.remote_session_id)
+        )
+    except AgentError as exc:
+        status = CleanupStatus.FAILED if last_attempt else CleanupStatus.PENDING
+        rows.update(status=status, attempts=F("attempts") + 1, last_error=exc.message, updated_at=timezone.now())
+        if last_attempt:
+            logger.error(
+                "Giving up deleting remote session %s of deleted session %s: %s",
+                cleanup.remote_session_id,
+                cleanup.session_id,
+                exc.message,
+            )
+            return False
+        raise
+    now = timezone.now()
+    rows.update(status=CleanupStatus.DONE, attempts=F("attempts") + 1, last_error="", finished_at=now, updated_at=now)
+    return True
+
+
+def remote_session_cleanup_retry(*, cleanup: RemoteSessionCleanup) -> None:
+    """Try a failed (or stuck) clean-up again, from the admin."""
+    with transaction.atomic():
+        RemoteSessionCleanup.objects.filter(pk=cleanup.pk).exclude(status=CleanupStatus.DONE).update(
+            status=CleanupStatus.PENDING, updated_at=timezone.now()
+        )
+        remote_session_cleanup_schedule(cleanup_id=cleanup.pk)
+
+
+async def _remote_session_close(*, remote_agent_id: str, remote_session_id: str) -> None:
+    try:
+        await agent_backend().session_close(remote_agent_id=remote_agent_id, remote_session_id=remote_session_id)
+    finally:
+        # This event loop ends with the call: close the HTTP pool it opened.
+        await http_session_close()

@@ -1,85 +1,75 @@
 """Celery tasks of the chat app. Each is idempotent and calls services; none holds logic of its own.
 
-- `sessions_housekeeping` (beat): closes idle sessions and marks answers left by dead processes.
-- `session_title_generate`: names a session from its first exchange.
-- `remote_session_delete`: removes the upstream conversation of a deleted session.
+- `sessions_housekeeping` (beat, every few minutes): interrupts answers left `streaming` by dead
+  processes, closes idle sessions, and asks again for titles whose task was lost.
+- `session_title_generate`: names a session from its first complete exchange.
+- `remote_session_delete`: removes the upstream conversation of a permanently deleted session.
+
+Every task acknowledges its message only after it ran (`acks_late`), so a worker killed mid-task
+has the message delivered again (`task_reject_on_worker_lost` in settings); running twice is
+harmless because each write is conditional.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
-from asgiref.sync import async_to_sync
 from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
+from django.utils import timezone
 
-from chat_sessions import services
+from chat_sessions import services, titles
 from chat_sessions.agents.base import AgentError
-from chat_sessions.agents.registry import agent_backend, title_backend
-from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage, TitleSource
-from chat_sessions.titles import TITLE_PROMPT, tags_suggest, title_clean, title_heuristic
 
 logger = logging.getLogger(__name__)
 
-TITLE_ATTEMPTS = 3  # the first try and two retries
-TITLE_MAX_TOKENS = 24
+#: Retries of a remote clean-up after the first attempt: about 20 minutes of backoff in all.
+REMOTE_CLEANUP_RETRIES = 8
+REMOTE_CLEANUP_BACKOFF_FACTOR = 5
+REMOTE_CLEANUP_BACKOFF_MAX = 600
 
 
-@shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
 def sessions_housekeeping() -> dict[str, int]:
-    """Close sessions idle past IDLE_TIMEOUT and interrupt stale streams; safe to run twice."""
-    closed = services.sessions_close_idle()
-    interrupted = services.messages_interrupt_stale()
-    return {"closed": closed, "interrupted": interrupted}
+    """Interrupt stale streams, close sessions idle past IDLE_TIMEOUT, re-ask lost titles."""
+    now = timezone.now()
+    # Stale streams first: a session whose only "running" answer belonged to a dead process can
+    # then be closed in this same run.
+    interrupted = services.messages_interrupt_stale(now=now)
+    closed = services.sessions_close_idle(now=now)
+    untitled = [
+        str(pk)
+        for pk in titles.sessions_awaiting_title(now=now).values_list("pk", flat=True)[: titles.TITLE_SWEEP_BATCH]
+    ]
+    for session_id in untitled:
+        session_title_generate.delay(session_id=session_id)
+    return {"interrupted": interrupted, "closed": closed, "titles_requested": len(untitled)}
 
 
 @shared_task(acks_late=True, time_limit=90, soft_time_limit=75)
 def session_title_generate(*, session_id: str) -> str | None:
-    """Title a session from its first complete exchange, unless it already has a non-default title."""
-    session = ChatSession.objects.filter(pk=session_id).first()
-    if session is None or session.title_source != TitleSource.DEFAULT:
-        return None
-    first = list(SessionChatMessage.objects.filter(session=session, message_order__in=(1, 2)).order_by("message_order"))
-    if len(first) < 2 or first[1].status != MessageStatus.COMPLETE:
-        return None  # never title from an interrupted or failed answer
-    question, answer = first[0].message, first[1].message
-    title = _title_from_llm(question=question, answer=answer) or title_heuristic(question)
-    if services.session_title_apply(session_id=session.pk, title=title):
-        services.session_suggested_tags_set(session_id=session.pk, names=tags_suggest(f"{question} {answer}"))
-        logger.info("Session %s titled %r", session.pk, title)
-        return title
-    return None
+    """Title a session from its first complete exchange, unless its title is no longer the default.
+
+    The LLM's tries are bounded (`titles.TITLE_ATTEMPTS` x `TITLE_ATTEMPT_SECONDS` plus backoff),
+    well inside the soft time limit, so the heuristic fallback always gets its turn.
+    """
+    return titles.session_title_generate(session_id=session_id)
 
 
-def _title_from_llm(*, question: str, answer: str) -> str | None:
-    backend = title_backend()
-    if backend is None:
-        return None
-    prompt = TITLE_PROMPT.format(question=question[:2000], answer=answer[:2000])
-    for attempt in range(TITLE_ATTEMPTS):
-        try:
-            title = title_clean(async_to_sync(backend.complete)(prompt=prompt, max_tokens=TITLE_MAX_TOKENS))
-        except AgentError as exc:
-            logger.warning("Title attempt %d failed: %s", attempt + 1, exc.message)
-            title = None
-        if title:
-            return title
-        if attempt + 1 < TITLE_ATTEMPTS:
-            time.sleep(2**attempt)
-    return None
+@shared_task(bind=True, acks_late=True, max_retries=REMOTE_CLEANUP_RETRIES, time_limit=60, soft_time_limit=50)
+def remote_session_delete(self, *, cleanup_id: int) -> bool:
+    """Delete the upstream conversation of a deleted session; retried with backoff while it fails.
 
-
-@shared_task(
-    acks_late=True,
-    autoretry_for=(AgentError,),
-    retry_backoff=True,
-    retry_backoff_max=600,
-    max_retries=8,
-    time_limit=60,
-)
-def remote_session_delete(*, remote_agent_id: str, remote_session_id: str) -> None:
-    """Delete the upstream conversation of a session deleted here; retried while the upstream fails."""
-    if remote_session_id:
-        async_to_sync(agent_backend().session_close)(
-            remote_agent_id=remote_agent_id, remote_session_id=remote_session_id
+    After the last retry the clean-up row is left `failed` with the error, for the admin to see.
+    """
+    last_attempt = self.request.retries >= self.max_retries
+    try:
+        return services.remote_session_cleanup_run(cleanup_id=cleanup_id, last_attempt=last_attempt)
+    except AgentError as exc:
+        countdown = get_exponential_backoff_interval(
+            factor=REMOTE_CLEANUP_BACKOFF_FACTOR,
+            retries=self.request.retries,
+            maximum=REMOTE_CLEANUP_BACKOFF_MAX,
+            full_jitter=True,
         )
+        raise self.retry(exc=exc, countdown=countdown) from exc

@@ -209,30 +209,49 @@ SPECTACULAR_SETTINGS = {
 # CELERY
 # ------------------------------------------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
+# With REDIS_URL, Redis is the broker and the result backend. Without it, kombu's filesystem
+# transport: messages are files under var/celery/, so `make run` starts a real worker and beat
+# with no server to install (one machine only; see docs/readme/background-jobs.md).
 if REDIS_URL:
     CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+    CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL)
 else:
     CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
-    _broker_dir = VAR_DIR / "celery" / "broker"
+    _celery_dir = Path(env("CELERY_FILESYSTEM_DIR", default=str(VAR_DIR / "celery")))
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir),
-        "data_folder_out": str(_broker_dir),
-        "processed_folder": str(VAR_DIR / "celery" / "processed"),
+        "data_folder_in": str(_celery_dir / "broker"),
+        "data_folder_out": str(_celery_dir / "broker"),
+        # Broadcasts (`celery inspect`, remote control); kombu's default is relative to the cwd.
+        "control_folder": str(_celery_dir / "control"),
+        "processed_folder": str(_celery_dir / "processed"),
         "store_processed": False,
     }
+    if CELERY_BROKER_URL.startswith("filesystem:"):
+        # kombu lists these folders but never creates them; web, worker and beat all need them.
+        for _folder in ("broker", "control", "processed"):
+            (_celery_dir / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
+# A task's message is acknowledged after it ran, and handed back when its worker process dies,
+# so a killed worker neither loses nor (the tasks being idempotent) duplicates a title or a close.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 100
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE_FILENAME = env("CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celerybeat-schedule"))
+_housekeeping_minutes = env.float("CHAT_HOUSEKEEPING_EVERY_MINUTES", default=5)
 CELERY_BEAT_SCHEDULE = {
+    # Interrupts stale streams, closes idle sessions, re-asks lost titles (chat_sessions.tasks).
     "chat-sessions-housekeeping": {
         "task": "chat_sessions.tasks.sessions_housekeeping",
-        "schedule": timedelta(minutes=env.int("CHAT_HOUSEKEEPING_EVERY_MINUTES", default=5)),
+        "schedule": timedelta(minutes=_housekeeping_minutes),
+        # A run missed while beat or the workers were down is not worth queueing: the next one
+        # does the same work.
+        "options": {"expires": 60 * _housekeeping_minutes},
     },
 }
 

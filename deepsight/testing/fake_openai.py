@@ -9,6 +9,7 @@ Ollama and OpenAI. What it does is scripted by the test:
     fake.script(status=500) / fake.script(first_token_delay=5)   # refuse / be slow to start
     fake.script(tokens=["<think>hmm</think>", "Answer"])         # inline thinking
     fake.script(completion="Photosynthesis Basics")              # non-streaming replies (titles)
+    fake.script(completion="...", completion_delay=1.0)          # a slow non-streaming reply
 
 Every request body is kept in `fake.requests` for assertions (history, max_tokens, auth header).
 """
@@ -37,6 +38,7 @@ class Script:
     no_terminator: bool = False
     status: int = 200
     completion: str = "A Generated Title"
+    completion_delay: float = 0.0
     reasoning: list[str] = field(default_factory=list)
 
 
@@ -80,6 +82,8 @@ class FakeOpenAI:
                 {"error": {"message": "upstream says no", "type": "server_error"}}, status=script.status
             )
         if not body.get("stream"):
+            if script.completion_delay:
+                await asyncio.sleep(script.completion_delay)
             return web.json_response(
                 {
                     "id": "chatcmpl-fake",
