@@ -23,7 +23,7 @@ def compose_file() -> dict:
 def test_compose_file_matches_the_compose_specification():
     schema = json.loads((Path(__file__).parent / "data" / "compose-spec.json").read_text())
 
-    jsonschema.validate(compose_file(), schema)
+    jsonschema.Draft201909Validator(schema).validate(compose_file())
 
 
 def test_compose_runs_postgres_redis_web_worker_and_exactly_one_beat_with_health_checks():
