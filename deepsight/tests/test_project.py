@@ -26,6 +26,17 @@ def test_compose_file_matches_the_compose_specification():
     jsonschema.Draft201909Validator(schema).validate(compose_file())
 
 
+def test_the_compose_schema_check_catches_a_broken_file():
+    schema = json.loads((Path(__file__).parent / "data" / "compose-spec.json").read_text())
+    broken = compose_file()
+    broken["services"]["web"]["healthcheck"]["interval"] = ["not", "a", "duration"]
+    broken["services"]["worker"]["restart_policy"] = "always"
+
+    errors = list(jsonschema.Draft201909Validator(schema).iter_errors(broken))
+
+    assert len(errors) >= 2
+
+
 def test_compose_runs_postgres_redis_web_worker_and_exactly_one_beat_with_health_checks():
     services = compose_file()["services"]
 
