@@ -441,3 +441,32 @@ def test_queries_per_turn_do_not_grow_with_the_number_of_tokens(
     print(f"queries per turn: 5 tokens {short}, 500 tokens {long}")
     assert long <= short + 6, (short, long)
     assert long < 50
+
+
+def test_a_silent_upstream_gets_ping_comments_so_proxies_keep_the_stream(
+    live_server_asgi, openai_agent, session, user_token, settings
+):
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "PING_INTERVAL": 0.2}
+    openai_agent.script(tokens=["late"], first_token_delay=1.0)
+
+    stream = send(live_server_asgi, session, user_token)
+    events = list(stream)
+
+    assert stream.pings >= 3
+    assert events[-1].type == "done"
+
+
+def test_an_archived_session_refuses_messages_until_unarchived(live_server_asgi, openai_agent, session, user_token):
+    session.status = "archived"
+    session.save()
+
+    refused = send(live_server_asgi, session, user_token)
+    refused_body = json.loads(refused.body())
+    sse_request(
+        "PATCH", session_url(live_server_asgi, session), json_body={"status": "active"}, headers=auth(user_token)
+    ).body()
+    accepted = list(send(live_server_asgi, session, user_token))
+
+    assert refused.status == 409
+    assert refused_body["code"] == "session_archived"
+    assert accepted[-1].type == "done"
