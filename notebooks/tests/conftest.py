@@ -1,0 +1,37 @@
+"""Fixtures for the RAGFlow side: a fake RAGFlow on loopback, and deepsight configured to use it."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat_sessions.agents.registry import agent_backends_reset
+from deepsight.testing.fake_ragflow import FakeRagFlow
+
+RAGFLOW_TEST_KEY = "ragflow-TESTkey7f3a9c1e5b"
+
+
+@pytest.fixture
+def fake_ragflow(request):
+    """A fake RAGFlow (v0.24 unless the test is marked `@pytest.mark.ragflow_version((0, 26))`)."""
+    marker = request.node.get_closest_marker("ragflow_version")
+    version = marker.args[0] if marker else (0, 24)
+    fake = FakeRagFlow(api_key=RAGFLOW_TEST_KEY, version=version).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def ragflow(settings, fake_ragflow):
+    """deepsight talking to the fake RAGFlow: notebooks, sources and chats all go through it."""
+    settings.RAGFLOW_BASE_URL = fake_ragflow.url
+    settings.RAGFLOW_API_KEY = RAGFLOW_TEST_KEY
+    settings.RAGFLOW_LLM_ID = "qwen-plus@Tongyi-Qianwen"
+    settings.RAGFLOW_RETRY_BACKOFF = 0.01
+    settings.RAGFLOW_TIMEOUT = 5.0
+    agent_backends_reset()
+    yield fake_ragflow
+    agent_backends_reset()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "ragflow_version(version): the RAGFlow version the fake imitates")
