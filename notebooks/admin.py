@@ -1,8 +1,10 @@
 """Admin for notebooks, their sources and their RAGFlow counterparts."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
-from notebooks.models import Notebook, RagFlowAgent, RagFlowDataset, Source
+from notebooks.models import CleanupStatus, Notebook, RagFlowAgent, RagFlowDataset, RemoteCleanup, Source
 
 
 class SourceInline(admin.TabularInline):
@@ -33,7 +35,7 @@ class SourceAdmin(admin.ModelAdmin):
 
 @admin.register(RagFlowDataset)
 class RagFlowDatasetAdmin(admin.ModelAdmin):
-    list_display = ("name", "notebook", "remote_id", "status", "updated_at")
+    list_display = ("name", "notebook", "remote_id", "status", "last_error", "updated_at")
     list_filter = ("status",)
     search_fields = ("name", "remote_id", "notebook__name")
     raw_id_fields = ("notebook",)
@@ -41,7 +43,42 @@ class RagFlowDatasetAdmin(admin.ModelAdmin):
 
 @admin.register(RagFlowAgent)
 class RagFlowAgentAdmin(admin.ModelAdmin):
-    list_display = ("title", "notebook", "remote_id", "template_name", "template_version", "status")
+    list_display = ("title", "notebook", "remote_id", "template_name", "template_version", "status", "last_error")
     list_filter = ("status", "template_version")
     search_fields = ("title", "remote_id", "notebook__name")
     raw_id_fields = ("notebook",)
+
+
+@admin.register(RemoteCleanup)
+class RemoteCleanupAdmin(admin.ModelAdmin):
+    """Deletions RAGFlow still owes; a `failed` one needs a look (its `last_error`) and a retry."""
+
+    list_display = ("label", "kind", "status", "attempts", "last_error", "created_at", "finished_at")
+    list_filter = ("status", "kind")
+    search_fields = ("label", "notebook_id", "last_error")
+    readonly_fields = (
+        "kind",
+        "label",
+        "notebook_id",
+        "remote_ids",
+        "status",
+        "attempts",
+        "last_error",
+        "created_at",
+        "updated_at",
+        "finished_at",
+    )
+    actions = ("retry",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Try the selected clean-ups again")
+    def retry(self, request: HttpRequest, queryset: QuerySet[RemoteCleanup]) -> None:
+        from notebooks.provisioning import remote_cleanup_retry
+
+        retried = 0
+        for cleanup in queryset.exclude(status=CleanupStatus.DONE):
+            remote_cleanup_retry(cleanup=cleanup)
+            retried += 1
+        self.message_user(request, f"{retried} clean-up(s) queued again.", messages.SUCCESS)

@@ -116,3 +116,48 @@ class Source(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class CleanupKind(models.TextChoices):
+    DOCUMENT = "document", "Source document"
+    NOTEBOOK = "notebook", "Notebook (sessions, agent, dataset)"
+
+
+class CleanupStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    #: Given up after the retries, or refused for good (e.g. a revoked API key): needs a person.
+    FAILED = "failed", "Failed"
+
+
+class RemoteCleanup(models.Model):
+    """A deletion in RAGFlow still owed for something deleted here, kept until it succeeds.
+
+    The local rows are gone by the time a worker talks to RAGFlow, so this row is the only
+    record of what to delete. It stays `pending` while a worker retries, becomes `done`, or
+    `failed` with `last_error` for an administrator to see (and retry, from the admin).
+    """
+
+    kind = models.CharField(max_length=20, choices=CleanupKind.choices)
+    #: For people: what was deleted here, e.g. "Source 'Field notes' of notebook 'Botany'".
+    label = models.CharField(max_length=300)
+    #: The notebook it belonged to (a plain value: the notebook may be gone).
+    notebook_id = models.UUIDField(null=True, blank=True, db_index=True)
+    #: What to delete, by RAGFlow id; what is already deleted is removed from it as steps succeed.
+    #: A document: `{"dataset_id", "document_ids"}`. A notebook: any of `agent_id`, `session_ids`
+    #: and `dataset_id` (the agent's sessions first: RAGFlow does not delete them with the agent).
+    #: A deleted chat session's conversation is chat_sessions' `RemoteSessionCleanup`.
+    remote_ids = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=CleanupStatus.choices, default=CleanupStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=["status", "-created_at"], name="remote_cleanup_status_idx")]
+
+    def __str__(self) -> str:
+        return self.label

@@ -10,13 +10,16 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
-from notebooks.models import Notebook, ParseStatus, Source, SourceKind
+from notebooks import provisioning
+from notebooks.models import Notebook, Source, SourceKind
 from notebooks.uploads import upload_check
 
 
 @transaction.atomic
 def notebook_create(*, owner, name: str, description: str = "") -> Notebook:
-    return Notebook.objects.create(owner=owner, name=name.strip(), description=description.strip())
+    notebook = Notebook.objects.create(owner=owner, name=name.strip(), description=description.strip())
+    provisioning.notebook_provision_start(notebook=notebook)
+    return notebook
 
 
 @transaction.atomic
@@ -31,6 +34,8 @@ def notebook_update(*, notebook: Notebook, name: str | None = None, description:
 
 @transaction.atomic
 def notebook_delete(*, notebook: Notebook) -> None:
+    """Delete a notebook here at once; its RAGFlow agent, sessions and dataset are owed to RAGFlow."""
+    provisioning.notebook_remote_cleanup_record(notebook=notebook)
     notebook.delete()
 
 
@@ -44,10 +49,10 @@ def source_create_text(*, notebook: Notebook, title: str, content: str) -> Sourc
         content=content,
         mime_type="text/plain",
         size=len(content.encode()),
-        parse_status=ParseStatus.READY,
-        parse_progress=1.0,
+        **provisioning.source_initial_state(),
     )
     Notebook.objects.filter(pk=notebook.pk).update(updated_at=source.created_at)
+    provisioning.source_upload_schedule(source=source)
     return source
 
 
@@ -62,18 +67,20 @@ def source_create_file(*, notebook: Notebook, upload: UploadedFile, title: str =
         content=checked.text,
         mime_type=checked.mime_type,
         size=checked.size,
-        parse_status=ParseStatus.READY,
-        parse_progress=1.0,
+        **provisioning.source_initial_state(),
     )
     upload.seek(0)
     source.file.save(f"{source.id}{checked.extension}", ContentFile(upload.read()), save=False)
     source.save()
     Notebook.objects.filter(pk=notebook.pk).update(updated_at=source.created_at)
+    provisioning.source_upload_schedule(source=source)
     return source
 
 
 @transaction.atomic
 def source_delete(*, source: Source) -> None:
+    """Delete a source here at once; its RAGFlow document is owed to RAGFlow."""
+    provisioning.source_remote_cleanup_record(source=source)
     stored = source.file.name if source.file else None
     storage = source.file.storage if source.file else None
     source.delete()

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -144,8 +145,11 @@ class RagFlowClient:
     ) -> dict[str, Any]:
         """Upload one file into a dataset; returns RAGFlow's document (with `id`)."""
         _id_required(dataset_id, what="document_upload")
-        form = aiohttp.FormData()
-        form.add_field("file", content, filename=filename, content_type=content_type)
+        # Unquoted, like RAGFlow's own SDK (requests) sends it: aiohttp would otherwise
+        # percent-encode the name, and RAGFlow would store "my%20notes.txt".
+        form = aiohttp.FormData(quote_fields=False)
+        safe_name = re.sub(r'["\\\r\n]', "_", filename)
+        form.add_field("file", content, filename=safe_name, content_type=content_type)
         data = await self._call("POST", f"/datasets/{dataset_id}/documents", data=form)
         document = data[0] if isinstance(data, list) and data else None
         if not isinstance(document, dict) or not document.get("id"):

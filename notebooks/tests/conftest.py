@@ -21,7 +21,35 @@ def fake_ragflow(request):
 
 
 @pytest.fixture
-def ragflow(settings, fake_ragflow):
+def eager_retries():
+    """Let eager tasks retry as a worker would, and still fail the test when a task crashes.
+
+    With `task_eager_propagates` Celery raises `Retry` out of an eager task instead of running it
+    again, so it is turned off here; a task that fails for any other reason is collected through
+    the `task_failure` signal and fails the test at teardown instead of passing unseen.
+    """
+    from celery.signals import task_failure
+
+    from deepsight.celery import app
+
+    propagates = app.conf.task_eager_propagates
+    app.conf.task_eager_propagates = False
+    failures = []
+
+    def collect(sender=None, exception=None, **kwargs):
+        failures.append(f"{sender.name}: {exception!r}")
+
+    task_failure.connect(collect, weak=False)
+    try:
+        yield failures
+    finally:
+        task_failure.disconnect(collect)
+        app.conf.task_eager_propagates = propagates
+    assert failures == [], "a Celery task failed"
+
+
+@pytest.fixture
+def ragflow(settings, fake_ragflow, eager_retries):
     """deepsight talking to the fake RAGFlow: notebooks, sources and chats all go through it."""
     settings.RAGFLOW_BASE_URL = fake_ragflow.url
     settings.RAGFLOW_API_KEY = RAGFLOW_TEST_KEY

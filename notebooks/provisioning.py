@@ -1,0 +1,529 @@
+"""Mirroring notebooks into RAGFlow: their dataset, their sources' documents, their agent, and clean-up.
+
+The local rows are the truth the user sees; RAGFlow is brought in line by workers
+(`notebooks.tasks`), which call the functions here. The `*_schedule` and `*_record` functions
+run inside the caller's transaction and enqueue work on commit, and only when RAGFlow is
+configured (`RAGFLOW_BASE_URL`). The others talk to RAGFlow, never while holding a lock or a
+transaction open, and record what happened on the row: `status` and `last_error`.
+
+How each step stays single and safe to repeat:
+
+- dataset: looked up by its name (`deepsight-<notebook uuid>`) before it is created, so a repeated
+  task adopts the first one instead of making `name(1)`;
+- document: a source is claimed (`pending` -> `parsing`) by one conditional UPDATE, and its
+  RAGFlow id is saved the moment the upload returns, before parsing starts;
+- agent: its row is created once, under a lock on the notebook row, and only its creator enqueues
+  the remote creation; RAGFlow's per-tenant unique titles make a repeat adopt the same agent;
+- anything created in RAGFlow for a row deleted meanwhile is handed to clean-up at once.
+
+Failures: transient ones (RAGFlow down, slow, 5xx, or the dataset not ready yet) are raised for the
+task to retry with backoff, with `last_error` already saying why; on the last attempt, and for
+refusals that will not change by retrying (bad key, bad request), the row becomes `error`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import PurePath
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from notebooks.models import (
+    CleanupKind,
+    CleanupStatus,
+    Notebook,
+    ParseStatus,
+    RagFlowAgent,
+    RagFlowDataset,
+    RemoteCleanup,
+    RemoteStatus,
+    Source,
+    SourceKind,
+)
+from notebooks.ragflow.client import RagFlowClient, ragflow_call
+from notebooks.ragflow.dsl import DEFAULT_TEMPLATE, dsl_build, template_load
+from notebooks.ragflow.errors import RagFlowError, RagFlowNotReady
+from notebooks.uploads import display_name
+
+logger = logging.getLogger(__name__)
+
+#: A source claimed for upload longer ago than this belongs to a worker that died.
+UPLOAD_CLAIM_STALE_AFTER = timedelta(minutes=15)
+MAX_ERROR_CHARS = 2000
+
+
+def ragflow_enabled() -> bool:
+    return bool(settings.RAGFLOW_BASE_URL)
+
+
+def dataset_name(*, notebook_id: Any) -> str:
+    return f"deepsight-{notebook_id}"
+
+
+def agent_title(*, notebook_id: Any) -> str:
+    return f"deepsight-nb-{notebook_id}"
+
+
+# Datasets
+# ------------------------------------------------------------------------------
+
+
+def notebook_provision_start(*, notebook: Notebook) -> RagFlowDataset | None:
+    """Inside notebook creation: the dataset row (pending), created in RAGFlow after commit."""
+    if not ragflow_enabled():
+        return None
+    dataset = RagFlowDataset.objects.create(notebook=notebook, name=dataset_name(notebook_id=notebook.pk))
+    _on_commit_enqueue("dataset_provision", notebook_id=str(notebook.pk))
+    return dataset
+
+
+def dataset_provision(*, notebook_id: str, final_attempt: bool = True) -> None:
+    """Create (or find again) the notebook's RAGFlow dataset, then send it the waiting sources."""
+    dataset = RagFlowDataset.objects.filter(notebook_id=notebook_id).first()
+    if dataset is None:
+        return
+    if not dataset.remote_id:
+        try:
+            remote = ragflow_call(lambda client: _dataset_find_or_create(client, name=dataset.name))
+        except RagFlowError as exc:
+            _failure_record(RagFlowDataset, pk=dataset.pk, exc=exc, final_attempt=final_attempt)
+            return
+        claimed = RagFlowDataset.objects.filter(pk=dataset.pk, remote_id="").update(
+            remote_id=str(remote["id"]),
+            name=str(remote.get("name") or dataset.name)[:128],
+            status=RemoteStatus.READY,
+            last_error="",
+            metadata=_dataset_metadata(remote),
+            updated_at=timezone.now(),
+        )
+        if not claimed:
+            _orphan_record(notebook_id=notebook_id, remote_ids={"dataset_id": str(remote["id"])}, what="dataset")
+            return
+        logger.info("RAGFlow dataset %s ready for notebook %s", remote["id"], notebook_id)
+    elif dataset.status != RemoteStatus.READY:
+        RagFlowDataset.objects.filter(pk=dataset.pk).update(status=RemoteStatus.READY, last_error="")
+    sources_upload_schedule(notebook_id=notebook_id)
+
+
+async def _dataset_find_or_create(client: RagFlowClient, *, name: str) -> dict[str, Any]:
+    found = await client.dataset_find(name=name)
+    if found is not None:
+        return found
+    embedding_model = getattr(settings, "RAGFLOW_EMBEDDING_MODEL", "")
+    return await client.dataset_create(name=name, description="deepsight notebook", embedding_model=embedding_model)
+
+
+def _dataset_metadata(remote: dict[str, Any]) -> dict[str, Any]:
+    keys = ("embedding_model", "chunk_method", "language", "permission", "tenant_id", "create_time")
+    return {key: remote[key] for key in keys if key in remote}
+
+
+# Sources
+# ------------------------------------------------------------------------------
+
+
+def source_initial_state() -> dict[str, Any]:
+    """How a new source starts: waiting for RAGFlow when it is configured, else ready at once."""
+    if ragflow_enabled():
+        return {"parse_status": ParseStatus.PENDING, "parse_progress": 0.0}
+    return {"parse_status": ParseStatus.READY, "parse_progress": 1.0}
+
+
+def source_upload_schedule(*, source: Source) -> None:
+    """Inside source creation: upload it to the notebook's dataset after commit."""
+    if ragflow_enabled():
+        _on_commit_enqueue("source_upload", source_id=str(source.pk))
+
+
+def sources_upload_schedule(*, notebook_id: str) -> int:
+    """Enqueue the upload of every source of a notebook not yet in RAGFlow (the dataset just got ready)."""
+    waiting = list(
+        Source.objects.filter(notebook_id=notebook_id, remote_document_id="")
+        .exclude(parse_status__in=(ParseStatus.DELETING, ParseStatus.ERROR))
+        .values_list("pk", flat=True)
+    )
+    for source_id in waiting:
+        _on_commit_enqueue("source_upload", source_id=str(source_id))
+    return len(waiting)
+
+
+def source_upload(*, source_id: str, final_attempt: bool = True) -> bool:
+    """Upload a source to its notebook's dataset and start parsing; True when parsing started.
+
+    A source whose dataset is not ready stays `pending`: the dataset, once ready, sends it.
+    """
+    source = Source.objects.filter(pk=source_id).select_related("notebook__ragflow_dataset").first()
+    if source is None:
+        return False
+    dataset = getattr(source.notebook, "ragflow_dataset", None)
+    if dataset is None or not dataset.remote_id:
+        why = dataset.last_error if dataset is not None and dataset.last_error else "it is being created"
+        Source.objects.filter(pk=source.pk, remote_document_id="").update(
+            last_error=f"Waiting for the notebook's knowledge base: {why}"[:MAX_ERROR_CHARS]
+        )
+        return False
+    if not source.remote_document_id:
+        stale = timezone.now() - UPLOAD_CLAIM_STALE_AFTER
+        claimed = (
+            Source.objects.filter(pk=source.pk, remote_document_id="")
+            .filter(
+                Q(parse_status__in=(ParseStatus.PENDING, ParseStatus.READY))
+                | Q(parse_status=ParseStatus.PARSING, updated_at__lt=stale)
+            )
+            .update(parse_status=ParseStatus.PARSING, parse_progress=0.0, last_error="", updated_at=timezone.now())
+        )
+        if not claimed:
+            return False  # another worker has it, or it failed for good
+        content, filename, content_type = _source_payload(source)
+        try:
+            document = ragflow_call(
+                lambda client: client.document_upload(
+                    dataset_id=dataset.remote_id, filename=filename, content=content, content_type=content_type
+                )
+            )
+        except RagFlowError as exc:
+            _source_failure(source_id=source.pk, exc=exc, final_attempt=final_attempt, status=ParseStatus.PENDING)
+            return False
+        saved = Source.objects.filter(pk=source.pk, remote_document_id="").update(
+            remote_document_id=str(document["id"]), updated_at=timezone.now()
+        )
+        if not saved:  # deleted while it uploaded
+            _orphan_record(
+                notebook_id=source.notebook_id,
+                remote_ids={"dataset_id": dataset.remote_id, "document_ids": [str(document["id"])]},
+                what=f"source {source.title!r}",
+                kind=CleanupKind.DOCUMENT,
+            )
+            return False
+        source.remote_document_id = str(document["id"])
+    elif source.parse_status != ParseStatus.PARSING or source.parse_progress > 0:
+        return False  # uploaded and parsing (or parsed) already: a repeated task must not re-parse it
+    try:
+        ragflow_call(
+            lambda client: client.documents_parse(
+                dataset_id=dataset.remote_id, document_ids=[source.remote_document_id]
+            )
+        )
+    except RagFlowError as exc:
+        _source_failure(source_id=source.pk, exc=exc, final_attempt=final_attempt, status=ParseStatus.PARSING)
+        return False
+    Source.objects.filter(pk=source.pk).update(parse_status=ParseStatus.PARSING, last_error="")
+    return True
+
+
+def source_parse_refresh(*, source_id: str) -> bool:
+    """Read a source's parse progress from RAGFlow and store it; True once parsing has finished."""
+    source = Source.objects.filter(pk=source_id).select_related("notebook__ragflow_dataset").first()
+    dataset = getattr(source.notebook, "ragflow_dataset", None) if source is not None else None
+    if source is None or dataset is None or not source.remote_document_id or not dataset.remote_id:
+        return True  # nothing left to follow
+    try:
+        state = ragflow_call(
+            lambda client: client.document_status(dataset_id=dataset.remote_id, document_id=source.remote_document_id)
+        )
+    except RagFlowError as exc:
+        if exc.transient:
+            Source.objects.filter(pk=source.pk).update(last_error=_error_text(exc))
+            return False  # ask again at the next poll
+        Source.objects.filter(pk=source.pk).update(parse_status=ParseStatus.ERROR, last_error=_error_text(exc))
+        return True
+    fields: dict[str, Any] = {"parse_progress": state.progress, "chunk_count": state.chunk_count, "last_error": ""}
+    if state.run == "DONE":
+        fields.update(parse_status=ParseStatus.READY, parse_progress=1.0)
+    elif state.finished:
+        reason = state.message.strip().splitlines()[-1] if state.message.strip() else ""
+        fields.update(
+            parse_status=ParseStatus.ERROR,
+            last_error=f"RAGFlow could not parse this document ({state.run}). {reason}".strip()[:MAX_ERROR_CHARS],
+        )
+    Source.objects.filter(pk=source.pk).exclude(parse_status=ParseStatus.DELETING).update(
+        updated_at=timezone.now(), **fields
+    )
+    return state.finished
+
+
+def source_parse_give_up(*, source_id: str, waited: timedelta) -> None:
+    """Parsing never finished within the polling budget: say so instead of showing `parsing` forever."""
+    minutes = round(waited.total_seconds() / 60)
+    Source.objects.filter(pk=source_id, parse_status=ParseStatus.PARSING).update(
+        parse_status=ParseStatus.ERROR,
+        last_error=f"RAGFlow did not finish parsing this document within {minutes} minutes.",
+        updated_at=timezone.now(),
+    )
+
+
+def _source_payload(source: Source) -> tuple[bytes, str, str]:
+    """The bytes RAGFlow gets for a source, and a file name it can tell the type from."""
+    if source.kind == SourceKind.FILE and source.file:
+        with source.file.open("rb") as stored:
+            content = stored.read()
+        extension = PurePath(source.file.name).suffix.lower()
+        content_type = source.mime_type or "application/octet-stream"
+    else:
+        content, extension, content_type = source.content.encode("utf-8"), ".txt", "text/plain"
+    stem = display_name(source.title)
+    if PurePath(stem).suffix.lower() == extension:
+        stem = stem[: -len(extension)]
+    while len(f"{stem}{extension}".encode()) > 200:  # RAGFlow refuses names over 255 bytes
+        stem = stem[:-8]
+    return content, f"{stem or 'source'}{extension}", content_type
+
+
+def _source_failure(*, source_id: Any, exc: RagFlowError, final_attempt: bool, status: str) -> None:
+    """Record a failed upload or parse request; re-raise a transient one for the task to retry."""
+    if exc.transient and not final_attempt:
+        Source.objects.filter(pk=source_id).update(parse_status=status, last_error=_error_text(exc, retrying=True))
+        raise exc
+    Source.objects.filter(pk=source_id).update(parse_status=ParseStatus.ERROR, last_error=_error_text(exc))
+
+
+# Agents
+# ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def agent_ensure(*, notebook_id: Any) -> RagFlowAgent | None:
+    """The notebook's agent row, created (and its remote creation enqueued) exactly once.
+
+    Two sessions opened at the same moment both land here: the lock on the notebook row makes
+    the second wait until the first has created the row, so only one enqueues the creation. An
+    agent (or dataset) left in `error` is put back to `pending` and tried again.
+    """
+    if not ragflow_enabled():
+        return None
+    notebook = Notebook.objects.select_for_update().filter(pk=notebook_id).first()
+    if notebook is None:
+        return None
+    dataset = RagFlowDataset.objects.filter(notebook=notebook).first()
+    if dataset is None:
+        dataset = RagFlowDataset.objects.create(notebook=notebook, name=dataset_name(notebook_id=notebook.pk))
+        _on_commit_enqueue("dataset_provision", notebook_id=str(notebook.pk))
+    elif dataset.status == RemoteStatus.ERROR and not dataset.remote_id:
+        RagFlowDataset.objects.filter(pk=dataset.pk).update(status=RemoteStatus.PENDING)
+        _on_commit_enqueue("dataset_provision", notebook_id=str(notebook.pk))
+    template = template_load(name=DEFAULT_TEMPLATE)
+    agent, created = RagFlowAgent.objects.get_or_create(
+        notebook=notebook,
+        defaults={
+            "title": agent_title(notebook_id=notebook.pk),
+            "template_name": template.name,
+            "template_version": template.version,
+        },
+    )
+    if created or (agent.status == RemoteStatus.ERROR and not agent.remote_id):
+        if not created:
+            agent.status = RemoteStatus.PENDING
+            agent.save(update_fields=["status", "updated_at"])
+        _on_commit_enqueue("agent_provision", notebook_id=str(notebook.pk))
+    return agent
+
+
+def agent_provision(*, notebook_id: str, final_attempt: bool = True) -> None:
+    """Create the notebook's agent in RAGFlow from its template, once its dataset is ready."""
+    agent = RagFlowAgent.objects.filter(notebook_id=notebook_id).first()
+    if agent is None or agent.remote_id:
+        return
+    dataset = RagFlowDataset.objects.filter(notebook_id=notebook_id).first()
+    try:
+        if dataset is None or not dataset.remote_id:
+            detail = f": {dataset.last_error}" if dataset is not None and dataset.last_error else ""
+            raise RagFlowNotReady(f"The notebook's knowledge base is not ready yet{detail}")
+        llm_id = settings.RAGFLOW_LLM_ID
+        if not llm_id:
+            raise RagFlowError("RAGFLOW_LLM_ID is not set: the agent needs a chat model RAGFlow knows.")
+        template = template_load(name=agent.template_name)
+        dsl = dsl_build(template=template, dataset_id=dataset.remote_id, llm_id=llm_id)
+        remote_id = ragflow_call(
+            lambda client: client.agent_create(
+                title=agent.title, dsl=dsl, description=f"deepsight notebook {notebook_id}"
+            )
+        )
+    except RagFlowError as exc:
+        _failure_record(RagFlowAgent, pk=agent.pk, exc=exc, final_attempt=final_attempt)
+        return
+    claimed = RagFlowAgent.objects.filter(pk=agent.pk, remote_id="").update(
+        remote_id=remote_id,
+        template_version=template.version,
+        status=RemoteStatus.READY,
+        last_error="",
+        updated_at=timezone.now(),
+    )
+    if not claimed:
+        _orphan_record(notebook_id=notebook_id, remote_ids={"agent_id": remote_id, "session_ids": []}, what="agent")
+        return
+    logger.info("RAGFlow agent %s (template %s v%s) ready", remote_id, template.name, template.version)
+
+
+# Clean-up
+# ------------------------------------------------------------------------------
+
+
+def source_remote_cleanup_record(*, source: Source) -> RemoteCleanup | None:
+    """Inside source deletion: owe RAGFlow the deletion of its document."""
+    dataset = RagFlowDataset.objects.filter(notebook_id=source.notebook_id).first()
+    if not source.remote_document_id or dataset is None or not dataset.remote_id:
+        return None
+    return _cleanup_create(
+        kind=CleanupKind.DOCUMENT,
+        label=f"Source {source.title!r} of notebook {source.notebook_id}",
+        notebook_id=source.notebook_id,
+        remote_ids={"dataset_id": dataset.remote_id, "document_ids": [source.remote_document_id]},
+    )
+
+
+def notebook_remote_cleanup_record(*, notebook: Notebook) -> RemoteCleanup | None:
+    """Inside notebook deletion: owe RAGFlow the deletion of its agent's sessions, agent and dataset."""
+    from chat_sessions.models import ChatSession
+
+    remote_ids: dict[str, Any] = {}
+    agent = RagFlowAgent.objects.filter(notebook=notebook).first()
+    if agent is not None and agent.remote_id:
+        session_ids = ChatSession.objects.filter(container_id=notebook.pk, remote_agent_id__in=("", agent.remote_id))
+        remote_ids["agent_id"] = agent.remote_id
+        remote_ids["session_ids"] = sorted(
+            set(session_ids.exclude(remote_session_id="").values_list("remote_session_id", flat=True))
+        )
+    dataset = RagFlowDataset.objects.filter(notebook=notebook).first()
+    if dataset is not None and dataset.remote_id:
+        remote_ids["dataset_id"] = dataset.remote_id
+    if not remote_ids:
+        return None
+    return _cleanup_create(
+        kind=CleanupKind.NOTEBOOK,
+        label=f"Notebook {notebook.name!r} ({notebook.pk})",
+        notebook_id=notebook.pk,
+        remote_ids=remote_ids,
+    )
+
+
+def remote_cleanup_retry(*, cleanup: RemoteCleanup) -> None:
+    """Try a failed clean-up again (the admin action), with a fresh set of retries."""
+    with transaction.atomic():
+        RemoteCleanup.objects.filter(pk=cleanup.pk).exclude(status=CleanupStatus.DONE).update(
+            status=CleanupStatus.PENDING, updated_at=timezone.now()
+        )
+        _on_commit_enqueue("remote_cleanup_run", cleanup_id=cleanup.pk)
+
+
+def remote_cleanup_run(*, cleanup_id: int, final_attempt: bool = True) -> str | None:
+    """Do what a clean-up owes, step by step, saving each step done; its status afterwards."""
+    cleanup = RemoteCleanup.objects.filter(pk=cleanup_id, status=CleanupStatus.PENDING).first()
+    if cleanup is None:
+        return None
+    RemoteCleanup.objects.filter(pk=cleanup.pk).update(attempts=F("attempts") + 1, updated_at=timezone.now())
+    remaining = dict(cleanup.remote_ids)
+
+    def step_done(*keys: str) -> None:
+        for key in keys:
+            remaining.pop(key, None)
+        RemoteCleanup.objects.filter(pk=cleanup.pk).update(remote_ids=remaining, updated_at=timezone.now())
+
+    try:
+        if cleanup.kind == CleanupKind.DOCUMENT:
+            if remaining.get("document_ids"):
+                ragflow_call(
+                    lambda client: client.documents_delete(
+                        dataset_id=remaining["dataset_id"], document_ids=remaining["document_ids"]
+                    )
+                )
+            step_done("document_ids", "dataset_id")
+        else:
+            if remaining.get("agent_id"):
+                ragflow_call(lambda client: _agent_delete_with_sessions(client, remaining))
+                step_done("session_ids", "agent_id")
+            if remaining.get("dataset_id"):
+                ragflow_call(lambda client: client.dataset_delete(dataset_ids=[remaining["dataset_id"]]))
+                step_done("dataset_id")
+    except RagFlowError as exc:
+        failed = final_attempt or not exc.transient
+        RemoteCleanup.objects.filter(pk=cleanup.pk).update(
+            status=CleanupStatus.FAILED if failed else CleanupStatus.PENDING,
+            last_error=_error_text(exc, retrying=not failed),
+            updated_at=timezone.now(),
+        )
+        if failed:
+            logger.error("RAGFlow clean-up %s (%s) failed: %s", cleanup.pk, cleanup.label, exc.message)
+            return CleanupStatus.FAILED
+        raise
+    RemoteCleanup.objects.filter(pk=cleanup.pk).update(
+        status=CleanupStatus.DONE, last_error="", finished_at=timezone.now(), updated_at=timezone.now()
+    )
+    return CleanupStatus.DONE
+
+
+async def _agent_delete_with_sessions(client: RagFlowClient, remaining: dict[str, Any]) -> None:
+    # RAGFlow keeps an agent's sessions when the agent is deleted, so they go first: the ones we
+    # know, and any the agent has that we never heard of (a turn that died before saving its id).
+    agent_id = remaining["agent_id"]
+    session_ids = list(
+        dict.fromkeys([*remaining.get("session_ids", ()), *await client.agent_session_ids(agent_id=agent_id)])
+    )
+    if session_ids:
+        await client.agent_sessions_delete(agent_id=agent_id, session_ids=session_ids)
+    await client.agent_delete(agent_id=agent_id)
+
+
+def _cleanup_create(
+    *, kind: str, label: str, notebook_id: Any, remote_ids: dict[str, Any], last_error: str = ""
+) -> RemoteCleanup:
+    cleanup = RemoteCleanup.objects.create(
+        kind=kind, label=label[:300], notebook_id=notebook_id, remote_ids=remote_ids, last_error=last_error
+    )
+    _on_commit_enqueue("remote_cleanup_run", cleanup_id=cleanup.pk)
+    return cleanup
+
+
+def _orphan_record(
+    *, notebook_id: Any, remote_ids: dict[str, Any], what: str, kind: str = CleanupKind.NOTEBOOK
+) -> None:
+    """Something was created in RAGFlow for a row deleted meanwhile: delete it rather than leak it."""
+    logger.warning("RAGFlow %s created for a deleted row of notebook %s; cleaning it up", what, notebook_id)
+    with transaction.atomic():
+        _cleanup_create(
+            kind=kind,
+            label=f"Orphan {what} of deleted notebook content {notebook_id}",
+            notebook_id=notebook_id,
+            remote_ids=remote_ids,
+        )
+
+
+# Shared
+# ------------------------------------------------------------------------------
+
+
+def _failure_record(
+    model: type[RagFlowDataset | RagFlowAgent], *, pk: Any, exc: RagFlowError, final_attempt: bool
+) -> None:
+    """Record a failed provisioning call; re-raise a transient one for the task to retry."""
+    if exc.transient and not final_attempt:
+        model.objects.filter(pk=pk).update(last_error=_error_text(exc, retrying=True), updated_at=timezone.now())
+        raise exc
+    model.objects.filter(pk=pk).update(
+        status=RemoteStatus.ERROR, last_error=_error_text(exc), updated_at=timezone.now()
+    )
+    logger.error("RAGFlow provisioning of %s %s failed: %s", model.__name__, pk, exc.message)
+
+
+def _error_text(exc: RagFlowError, *, retrying: bool = False) -> str:
+    text = exc.message.strip() or type(exc).__name__
+    return (f"{text} (retrying)" if retrying else text)[:MAX_ERROR_CHARS]
+
+
+def _on_commit_enqueue(task_name: str, **kwargs: Any) -> None:
+    """Enqueue a `notebooks.tasks` task once the current transaction commits, if RAGFlow is on."""
+    if not ragflow_enabled():
+        return
+
+    def enqueue() -> None:
+        from notebooks import tasks
+
+        task: Callable[..., Any] = getattr(tasks, task_name)
+        task.delay(**kwargs)
+
+    transaction.on_commit(enqueue)

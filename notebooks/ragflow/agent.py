@@ -1,0 +1,174 @@
+"""`RagFlowNotebookAgent`: a notebook's chat answered by its RAGFlow agent, streamed.
+
+Each chat session maps to one RAGFlow agent session, opened on the session's first question and
+remembered (`RemoteSessionEvent`), so RAGFlow keeps the conversation's history itself and only
+the new question is sent. The answer's `[ID:n]` markers cite the references sent with it, whose
+`index` is that `n`. What users read on failure is short and safe; the detail goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from chat_sessions.agents.base import (
+    AgentBackend,
+    AgentError,
+    AgentEvent,
+    ErrorEvent,
+    ReasoningEvent,
+    ReferenceEvent,
+    RemoteSessionEvent,
+    Turn,
+    UsageEvent,
+)
+from chat_sessions.agents.thinking import ThinkSplitter
+from notebooks.models import RagFlowAgent, RemoteStatus, Source
+from notebooks.ragflow.client import RagFlowClient, ragflow_client_private
+from notebooks.ragflow.errors import (
+    RagFlowAuthError,
+    RagFlowError,
+    RagFlowNotFound,
+    RagFlowProtocolError,
+    RagFlowStreamError,
+    RagFlowTimeout,
+    RagFlowUnavailable,
+)
+from notebooks.ragflow.stream import AnswerText, ReasoningText, References, SessionSeen, Usage
+
+logger = logging.getLogger(__name__)
+
+NOT_READY = "This notebook's assistant is still being set up in RAGFlow. Try again in a minute."
+SETUP_FAILED = "This notebook's assistant could not be set up in RAGFlow; it is being tried again. Try in a minute."
+AUTH_FAILED = "RAGFlow refused deepsight's API key. An administrator needs to check RAGFLOW_API_KEY."
+UNREACHABLE = "RAGFlow could not be reached. Try again in a moment."
+TOO_SLOW = "RAGFlow took too long to answer. Try again in a moment."
+BROKE_OFF = "RAGFlow stopped while answering. The answer so far is kept; try asking again."
+UNREADABLE = "RAGFlow sent an answer deepsight could not read."
+AGENT_MISSING = "RAGFlow no longer has this notebook's agent. An administrator needs to check it."
+
+
+class RagFlowNotebookAgent(AgentBackend):
+    """Answers a notebook's chat with the notebook's RAGFlow agent."""
+
+    name = "ragflow"
+
+    def prepare_turn(self, *, session: Any, question: str) -> Mapping[str, Any]:
+        """The notebook's agent id, and its documents by RAGFlow id (to name references)."""
+        from notebooks.provisioning import agent_ensure
+
+        agent = RagFlowAgent.objects.filter(notebook_id=session.container_id).first()
+        if agent is None or (agent.status == RemoteStatus.ERROR and not agent.remote_id):
+            # Never provisioned (a notebook from before RAGFlow was configured) or failed: try
+            # again now; with eager workers (tests, development) it may be ready at once.
+            failed = agent is not None
+            agent_ensure(notebook_id=session.container_id)
+            agent = RagFlowAgent.objects.filter(notebook_id=session.container_id).first()
+            if agent is None or not agent.remote_id:
+                raise AgentError(SETUP_FAILED if failed else NOT_READY, code="agent_not_ready")
+        if not agent.remote_id or agent.status != RemoteStatus.READY:
+            raise AgentError(NOT_READY, code="agent_not_ready")
+        documents = {
+            remote_id: {"source_id": str(pk), "title": title}
+            for pk, remote_id, title in Source.objects.filter(notebook_id=session.container_id)
+            .exclude(remote_document_id="")
+            .values_list("pk", "remote_document_id", "title")
+        }
+        return {"agent_id": agent.remote_id, "documents": documents}
+
+    async def stream_reply(self, *, turn: Turn) -> AsyncIterator[AgentEvent]:
+        agent_id = str(turn.context.get("agent_id") or "")
+        if not agent_id:
+            raise AgentError(NOT_READY, code="agent_not_ready")
+        client = RagFlowClient.from_settings()
+        # A session opened with another agent (the notebook's agent was re-created) is useless.
+        session_id = turn.remote_session_id if turn.remote_agent_id == agent_id else ""
+        answered = False
+        try:
+            if not session_id:
+                session_id = await client.agent_session_create(agent_id=agent_id)
+                yield RemoteSessionEvent(remote_session_id=session_id, remote_agent_id=agent_id)
+            try:
+                async for event in _answer(client, agent_id=agent_id, session_id=session_id, turn=turn):
+                    answered = True
+                    yield event
+            except RagFlowNotFound:
+                if answered:
+                    raise
+                # RAGFlow lost the session (deleted there, or its agent replaced): open a new one.
+                logger.info("RAGFlow session %s of agent %s is gone; opening a new one", session_id, agent_id)
+                session_id = await client.agent_session_create(agent_id=agent_id)
+                yield RemoteSessionEvent(remote_session_id=session_id, remote_agent_id=agent_id)
+                async for event in _answer(client, agent_id=agent_id, session_id=session_id, turn=turn):
+                    answered = True
+                    yield event
+        except RagFlowError as exc:
+            logger.warning("RAGFlow answer for session %s failed: %s", turn.session_id, exc.message)
+            message, code = _user_error(exc)
+            if answered:
+                yield ErrorEvent(message, code=code)
+                return
+            raise AgentError(message, code=code) from None
+
+    async def session_close(self, *, remote_agent_id: str, remote_session_id: str) -> None:
+        """Delete a deleted chat session's RAGFlow session; `AgentError` (retried by the caller) if refused."""
+        if not remote_agent_id or not remote_session_id:
+            return
+        try:
+            async with ragflow_client_private() as client:
+                await client.agent_sessions_delete(agent_id=remote_agent_id, session_ids=[remote_session_id])
+        except RagFlowError as exc:
+            raise AgentError(exc.message, code=_user_error(exc)[1]) from None
+
+    def on_session_created(self, *, session: Any) -> None:
+        """The notebook's first session asks for its agent (once, however many open at once)."""
+        from notebooks.provisioning import agent_ensure
+
+        agent_ensure(notebook_id=session.container_id)
+
+
+async def _answer(client: RagFlowClient, *, agent_id: str, session_id: str, turn: Turn) -> AsyncIterator[AgentEvent]:
+    documents: Mapping[str, Mapping[str, str]] = turn.context.get("documents") or {}
+    splitter = ThinkSplitter()  # some models still put <think> inline in the answer text
+    async for frame in client.agent_completion_stream(agent_id=agent_id, session_id=session_id, question=turn.question):
+        kind = type(frame)
+        if kind is AnswerText:
+            for event in splitter.feed(frame.text):
+                yield event
+        elif kind is ReasoningText:
+            yield ReasoningEvent(frame.text)
+        elif kind is References:
+            yield ReferenceEvent([_source(chunk, documents) for chunk in frame.chunks])
+        elif kind is Usage:
+            yield UsageEvent(frame.usage)
+        elif kind is SessionSeen and frame.session_id != session_id:
+            yield RemoteSessionEvent(remote_session_id=frame.session_id, remote_agent_id=agent_id)
+    for event in splitter.flush():
+        yield event
+
+
+def _source(chunk: Mapping[str, Any], documents: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """A reference as the chat shows it, named after the notebook's own source when it is one."""
+    local = documents.get(str(chunk.get("document_id") or ""))
+    source = dict(chunk)
+    if local:
+        source["source_id"] = local["source_id"]
+        source["title"] = local["title"] or source.get("title", "")
+    return source
+
+
+def _user_error(exc: RagFlowError) -> tuple[str, str]:
+    if isinstance(exc, RagFlowAuthError):
+        return AUTH_FAILED, "upstream_auth"
+    if isinstance(exc, RagFlowStreamError):
+        return BROKE_OFF, "upstream_error"
+    if isinstance(exc, RagFlowTimeout):
+        return TOO_SLOW, "upstream_timeout"
+    if isinstance(exc, RagFlowUnavailable):
+        return UNREACHABLE, "upstream_unavailable"
+    if isinstance(exc, RagFlowProtocolError):
+        return UNREADABLE, "upstream_protocol"
+    if isinstance(exc, RagFlowNotFound):
+        return AGENT_MISSING, "upstream_not_found"
+    return "RAGFlow refused the question.", "upstream_error"

@@ -1,0 +1,212 @@
+"""What is deleted here is deleted in RAGFlow too, by a worker, visibly when RAGFlow refuses."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from chat_sessions import services as chat_services
+from chat_sessions.agents.base import AgentError
+from chat_sessions.models import ChatSession
+from notebooks import provisioning, services, tasks
+from notebooks.models import CleanupKind, CleanupStatus, RagFlowAgent, RagFlowDataset, RemoteCleanup, Source
+from notebooks.ragflow.agent import RagFlowNotebookAgent
+from notebooks.ragflow.client import ragflow_call
+
+pytestmark = pytest.mark.django_db
+
+NOTES = "Photosynthesis converts light energy into chemical energy stored in glucose."
+
+
+@pytest.fixture
+def notebook(ragflow, user, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        return services.notebook_create(owner=user, name="Botany")
+
+
+@pytest.fixture
+def source(notebook, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        created = services.source_create_text(notebook=notebook, title="Field notes", content=NOTES)
+    created.refresh_from_db()
+    assert created.remote_document_id
+    return created
+
+
+def assert_every_delete_names_its_ids(fake):
+    deletes = [r for r in fake.requests if r.method == "DELETE"]
+    assert deletes, "nothing was deleted"
+    for request in deletes:
+        if not re.fullmatch(r"/api/v1/agents/[0-9a-f]+", request.path):  # the agent is named in the path
+            assert isinstance(request.json, dict), request.path
+            assert request.json.get("ids"), request.path
+            assert all(request.json["ids"]), request.path
+
+
+def test_deleting_a_source_deletes_its_ragflow_document(source, ragflow, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.source_delete(source=source)
+
+    assert source.remote_document_id not in ragflow.documents
+    cleanup = RemoteCleanup.objects.get()
+    assert (cleanup.kind, cleanup.status, cleanup.attempts) == (CleanupKind.DOCUMENT, CleanupStatus.DONE, 1)
+    assert cleanup.finished_at is not None
+    assert cleanup.remote_ids == {}
+    assert_every_delete_names_its_ids(ragflow)
+
+
+def test_deleting_a_notebook_deletes_its_agent_sessions_then_its_agent_then_its_dataset(
+    notebook, source, ragflow, user, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        session = chat_services.session_create(container=notebook, user=user)
+    agent_id = RagFlowAgent.objects.get(notebook=notebook).remote_id
+    known = ragflow_call(lambda client: client.agent_session_create(agent_id=agent_id))
+    ChatSession.objects.filter(pk=session.pk).update(remote_agent_id=agent_id, remote_session_id=known)
+    # A session RAGFlow has but deepsight never recorded (its turn died before saving the id).
+    unknown = ragflow_call(lambda client: client.agent_session_create(agent_id=agent_id))
+    notebook_id = notebook.pk
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.notebook_delete(notebook=notebook)
+
+    assert (ragflow.sessions, ragflow.agents, ragflow.datasets, ragflow.documents) == ({}, {}, {}, {})
+    deletes = [r for r in ragflow.requests if r.method == "DELETE"]
+    assert [r.path for r in deletes] == [
+        f"/api/v1/agents/{agent_id}/sessions",
+        f"/api/v1/agents/{agent_id}",
+        "/api/v1/datasets",
+    ]
+    assert set(deletes[0].json["ids"]) == {known, unknown}
+    cleanup = RemoteCleanup.objects.get()
+    assert (cleanup.kind, cleanup.status, cleanup.notebook_id) == (
+        CleanupKind.NOTEBOOK,
+        CleanupStatus.DONE,
+        notebook_id,
+    )
+    assert_every_delete_names_its_ids(ragflow)
+
+
+def test_deleting_a_notebook_never_provisioned_owes_ragflow_nothing(settings, user, django_capture_on_commit_callbacks):
+    settings.RAGFLOW_BASE_URL = ""
+    notebook = services.notebook_create(owner=user, name="Offline")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.notebook_delete(notebook=notebook)
+
+    assert not RemoteCleanup.objects.exists()
+
+
+def test_a_cleanup_ragflow_refuses_is_left_failed_and_visible_and_can_be_retried_from_the_admin(
+    source, ragflow, settings, admin_client, django_capture_on_commit_callbacks
+):
+    settings.RAGFLOW_API_KEY = "ragflow-revokedKEY"
+    with django_capture_on_commit_callbacks(execute=True):
+        services.source_delete(source=source)
+
+    cleanup = RemoteCleanup.objects.get()
+    assert (cleanup.status, cleanup.attempts) == (CleanupStatus.FAILED, 1)
+    assert "API key" in cleanup.last_error
+    assert "revokedKEY" not in cleanup.last_error
+    assert source.remote_document_id in ragflow.documents
+    page = admin_client.get("/admin/notebooks/remotecleanup/").content.decode()
+    assert "Field notes" in page
+    assert "Failed" in page
+
+    settings.RAGFLOW_API_KEY = ragflow.api_key
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/notebooks/remotecleanup/", {"action": "retry", "_selected_action": [cleanup.pk]}
+        )
+
+    assert response.status_code == 302
+    cleanup.refresh_from_db()
+    assert (cleanup.status, cleanup.attempts, cleanup.last_error) == (CleanupStatus.DONE, 2, "")
+    assert source.remote_document_id not in ragflow.documents
+
+
+def test_a_cleanup_is_retried_through_an_outage_until_it_succeeds(source, ragflow, django_capture_on_commit_callbacks):
+    dataset_id = RagFlowDataset.objects.get(notebook=source.notebook).remote_id
+    # One task attempt sends the delete 4 times (the client's own retries); the 5th goes through.
+    ragflow.fail("DELETE", f"/api/v1/datasets/{dataset_id}/documents", times=4, status=502, code=None)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.source_delete(source=source)
+
+    cleanup = RemoteCleanup.objects.get()
+    assert (cleanup.status, cleanup.attempts) == (CleanupStatus.DONE, 2)
+    assert source.remote_document_id not in ragflow.documents
+
+
+def test_a_cleanup_that_keeps_failing_ends_failed_after_its_retries_instead_of_leaking_silently(
+    source, ragflow, django_capture_on_commit_callbacks
+):
+    ragflow.fail("DELETE", "/api/v1/datasets/.*/documents", times=10_000, status=502, code=None)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.source_delete(source=source)
+
+    cleanup = RemoteCleanup.objects.get()
+    attempts = 1 + tasks.remote_cleanup_run.max_retries
+    assert (cleanup.status, cleanup.attempts) == (CleanupStatus.FAILED, attempts)
+    assert "HTTP 502" in cleanup.last_error
+    assert cleanup.remote_ids["document_ids"] == [source.remote_document_id]
+
+
+def test_a_source_deleted_while_it_uploads_leaves_no_document_behind(
+    notebook, ragflow, monkeypatch, django_capture_on_commit_callbacks
+):
+    real_call = provisioning.ragflow_call
+
+    def upload_then_user_deletes(fn):
+        result = real_call(fn)
+        if isinstance(result, dict) and result.get("type") == "doc":
+            Source.objects.all().delete()  # the user deletes the source while it uploads
+        return result
+
+    monkeypatch.setattr(provisioning, "ragflow_call", upload_then_user_deletes)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.source_create_text(notebook=notebook, title="Short-lived", content=NOTES)
+
+    assert ragflow.documents == {}
+    cleanup = RemoteCleanup.objects.get()
+    assert cleanup.status == CleanupStatus.DONE
+    assert "Orphan" in cleanup.label
+
+
+@pytest.mark.asyncio
+async def test_closing_a_deleted_chat_sessions_ragflow_session_deletes_only_that_session(ragflow):
+    agent_id = await _agent_with_sessions(ragflow, 2)
+    doomed, kept = list(ragflow.sessions)
+
+    await RagFlowNotebookAgent().session_close(remote_agent_id=agent_id, remote_session_id=doomed)
+
+    assert list(ragflow.sessions) == [kept]
+    assert ragflow.requests_to("DELETE", f"/api/v1/agents/{agent_id}/sessions")[0].json == {"ids": [doomed]}
+
+
+@pytest.mark.asyncio
+async def test_a_ragflow_session_that_cannot_be_deleted_raises_for_the_caller_to_retry(ragflow, settings):
+    agent_id = await _agent_with_sessions(ragflow, 1)
+    settings.RAGFLOW_API_KEY = "ragflow-revokedKEY"
+
+    with pytest.raises(AgentError) as refused:
+        await RagFlowNotebookAgent().session_close(
+            remote_agent_id=agent_id, remote_session_id=next(iter(ragflow.sessions))
+        )
+
+    assert refused.value.code == "upstream_auth"
+    assert "revokedKEY" not in refused.value.message
+    assert len(ragflow.sessions) == 1
+
+
+async def _agent_with_sessions(fake, count):
+    from notebooks.ragflow.client import ragflow_client_private
+
+    async with ragflow_client_private() as client:
+        agent_id = await client.agent_create(title="deepsight-nb-x", dsl={"components": {}})
+        for _ in range(count):
+            await client.agent_session_create(agent_id=agent_id)
+    return agent_id
