@@ -27,6 +27,7 @@ Every request is kept in `fake.requests`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -645,6 +646,22 @@ class FakeRagFlow:
 
         response = web.StreamResponse(headers=SSE_HEADERS)
         await response.prepare(request)
+        # The client may go away mid-answer (its read timeout): then there is nothing left to send.
+        with contextlib.suppress(ConnectionResetError):
+            await self._answer_stream(request, response, agent, session, script, question, tokens, cited)
+        return response
+
+    async def _answer_stream(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        agent: dict[str, Any],
+        session: dict[str, Any],
+        script: Script,
+        question: str,
+        tokens: list[str],
+        cited: dict[str, dict[str, Any]],
+    ) -> None:
         message_id, task_id, prefix = _uuid(), agent["id"], b"data: " if script.space_after_data else b"data:"
 
         async def send(event: str, data: Any) -> None:
@@ -675,11 +692,11 @@ class FakeRagFlow:
         for index, token in enumerate(tokens):
             if script.drop_after is not None and index == script.drop_after:
                 request.transport.close()  # RAGFlow (or a proxy) dies mid-answer
-                return response
+                return
             if script.error_after is not None and index == script.error_after:
                 await response.write(prefix + b'{"code": 500, "message": "boom", "data": false}\n\n')
                 await response.write(prefix + b"[DONE]\n\n")
-                return response
+                return
             await send("message", {"content": token})
             answer += token
             if script.delay:
@@ -706,7 +723,6 @@ class FakeRagFlow:
             await response.write(prefix + b'{"code": 0, "message": "", "data": true}\n\n')
         else:
             await response.write(prefix + b"[DONE]\n\n")
-        return response
 
     def _retrieve(self, agent: dict[str, Any], question: str) -> list[dict[str, Any]]:
         """Chunks of the agent's datasets sharing words with the question, best first (at most 3)."""

@@ -1,0 +1,186 @@
+"""End to end over real sockets: deepsight under uvicorn, RAGFlow faked, a user asking a notebook."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+
+import pytest
+
+from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage
+from deepsight.testing.sse import sse_request
+from notebooks import services
+from notebooks.models import ParseStatus, RagFlowAgent
+from notebooks.ragflow.agent import AUTH_FAILED, BROKE_OFF, NOT_READY
+from notebooks.tests.conftest import RAGFLOW_TEST_KEY
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+NOTES = (
+    "Photosynthesis converts light energy into chemical energy stored in glucose.\n\n"
+    "Chlorophyll absorbs mostly blue and red light, which is why leaves look green."
+)
+QUESTION = "How does photosynthesis store light energy?"
+
+
+def auth(token):
+    return {"Authorization": f"Token {token}"}
+
+
+@pytest.fixture
+def source(ragflow, user):
+    notebook = services.notebook_create(owner=user, name="Botany")
+    created = services.source_create_text(notebook=notebook, title="Field notes", content=NOTES)
+    created.refresh_from_db()
+    assert created.parse_status == ParseStatus.READY
+    return created
+
+
+@pytest.fixture
+def chat(live_server_asgi, source, user_token):
+    """A chat session opened over the API, as the browser opens a tab."""
+    url = f"{live_server_asgi.url}/api/v1/notebooks/{source.notebook_id}/chat/sessions/"
+    request = urllib.request.Request(
+        url,
+        data=b"{}",
+        method="POST",
+        headers={"Content-Type": "application/json", "Accept": "application/json", **auth(user_token)},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201
+        session = json.loads(response.read())["session"]
+    return ChatSession.objects.get(pk=session["id"])
+
+
+def ask(server, session, token, text=QUESTION):
+    url = f"{server.url}/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/messages/"
+    stream = sse_request("POST", url, json_body={"message": text}, headers=auth(token))
+    events = list(stream)
+    assert stream.status == 200
+    return events
+
+
+def answer_text(events):
+    return "".join(e.data["text"] for e in events if e.type == "token")
+
+
+def test_a_question_streams_a_cited_answer_from_the_notebooks_agent(
+    live_server_asgi, ragflow, source, chat, user_token
+):
+    events = ask(live_server_asgi, chat, user_token)
+
+    types = [e.type for e in events]
+    assert types[0] == "start"
+    assert types[-1] == "done"
+    assert types.count("reference") == 1
+    assert set(types[1:-1]) == {"token", "reference"}
+    assert types.count("token") > 5  # streamed piece by piece, not in one block
+    text = answer_text(events)
+    assert text.startswith("Your sources say: Photosynthesis converts light energy into chemical energy")
+    cited = int(re.search(r"\[ID:(\d+)\]", text).group(1))
+    sources = next(e for e in events if e.type == "reference").data["sources"]
+    quoted = next(s for s in sources if s["index"] == cited)
+    assert quoted["title"] == "Field notes"
+    assert quoted["source_id"] == str(source.pk)
+    assert quoted["document_id"] == source.remote_document_id
+    assert quoted["snippet"].startswith("Photosynthesis converts light energy")
+
+    saved = SessionChatMessage.objects.get(pk=events[-1].data["message"]["id"])
+    assert saved.status == MessageStatus.COMPLETE
+    assert saved.message == text
+    assert saved.metadata["sources"] == sources
+    assert saved.metadata["model"] == "ragflow"
+    chat.refresh_from_db()
+    agent = RagFlowAgent.objects.get(notebook_id=chat.container_id)
+    assert chat.remote_agent_id == agent.remote_id
+    assert ragflow.sessions[chat.remote_session_id]["agent_id"] == agent.remote_id
+    body = ragflow.requests_to("POST", f"/api/v1/agents/{agent.remote_id}/completions")[0].json
+    assert body == {"question": QUESTION, "query": QUESTION, "stream": True, "session_id": chat.remote_session_id}
+
+
+def test_the_next_question_continues_the_same_ragflow_session(live_server_asgi, ragflow, chat, user_token):
+    ask(live_server_asgi, chat, user_token)
+    chat.refresh_from_db()
+    first_session = chat.remote_session_id
+
+    events = ask(live_server_asgi, chat, user_token, text="Why are leaves green?")
+
+    assert events[-1].type == "done"
+    assert "Chlorophyll absorbs mostly blue and red light" in answer_text(events)
+    chat.refresh_from_db()
+    assert chat.remote_session_id == first_session
+    assert len(ragflow.requests_to("POST", r"/api/v1/agents/\w+/sessions")) == 1
+    assert [m["role"] for m in ragflow.sessions[first_session]["message"]] == ["assistant", *["user", "assistant"] * 2]
+
+
+def test_reasoning_is_streamed_apart_from_the_answer(live_server_asgi, ragflow, chat, user_token):
+    ragflow.script(thinking=["Look", " at the notes."], tokens=["Glucose", "."])
+
+    events = ask(live_server_asgi, chat, user_token)
+
+    assert "".join(e.data["text"] for e in events if e.type == "reasoning") == "Look at the notes."
+    assert answer_text(events) == "Glucose."
+    saved = SessionChatMessage.objects.get(pk=events[-1].data["message"]["id"])
+    assert (saved.message, saved.metadata["reasoning"]) == ("Glucose.", "Look at the notes.")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param({"error_after": 2}, id="code-500-frame"),
+        pytest.param({"drop_after": 2}, id="dropped-connection"),
+    ],
+)
+def test_a_ragflow_failure_mid_answer_keeps_the_partial_text_and_the_next_question_works(
+    live_server_asgi, ragflow, chat, user_token, fault
+):
+    ragflow.script(tokens=["Light", " becomes", " sugar", " eventually."], **fault)
+
+    events = ask(live_server_asgi, chat, user_token)
+
+    assert [e.type for e in events] == ["start", "token", "token", "error"]
+    error = events[-1].data
+    assert (error["message"], error["code"]) == (BROKE_OFF, "upstream_error")
+    saved = SessionChatMessage.objects.get(pk=events[0].data["assistant_message_id"])
+    assert (saved.status, saved.message) == (MessageStatus.ERROR, "Light becomes")
+    assert saved.metadata["error"]["message"] == BROKE_OFF
+
+    after = ask(live_server_asgi, chat, user_token)
+
+    assert after[-1].type == "done"
+    assert answer_text(after).startswith("Your sources say:")
+
+
+def test_an_invalid_api_key_gives_a_clear_error_without_the_key_and_the_chat_recovers(
+    live_server_asgi, ragflow, settings, chat, user_token
+):
+    settings.RAGFLOW_API_KEY = "ragflow-leakedWRONGkey"
+
+    events = ask(live_server_asgi, chat, user_token)
+
+    assert [e.type for e in events] == ["start", "error"]
+    assert (events[-1].data["message"], events[-1].data["code"]) == (AUTH_FAILED, "upstream_auth")
+    saved = SessionChatMessage.objects.get(pk=events[0].data["assistant_message_id"])
+    assert saved.status == MessageStatus.ERROR
+    everything_shown = json.dumps([e.data for e in events]) + json.dumps(saved.metadata) + saved.message
+    assert "leakedWRONGkey" not in everything_shown
+    assert RAGFLOW_TEST_KEY not in everything_shown
+
+    settings.RAGFLOW_API_KEY = RAGFLOW_TEST_KEY
+    after = ask(live_server_asgi, chat, user_token)
+
+    assert after[-1].type == "done"
+
+
+def test_a_question_before_the_agent_exists_says_it_is_being_set_up(
+    live_server_asgi, ragflow, source, user, user_token
+):
+    session = ChatSession.objects.create(container_id=source.notebook_id, created_by=user, title="New Chat")
+    ragflow.fail("POST", "/api/v1/agents", times=100, code=100, message="canvas store down")
+
+    events = ask(live_server_asgi, session, user_token)
+
+    assert [e.type for e in events] == ["start", "error"]
+    assert (events[-1].data["message"], events[-1].data["code"]) == (NOT_READY, "agent_not_ready")
+    assert "canvas store down" in RagFlowAgent.objects.get(notebook_id=source.notebook_id).last_error
