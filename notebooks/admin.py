@@ -26,11 +26,19 @@ class NotebookAdmin(admin.ModelAdmin):
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    list_display = ("title", "notebook", "kind", "parse_status", "size", "created_at")
+    list_display = ("title", "notebook", "kind", "parse_status", "size", "last_error", "created_at")
     list_filter = ("kind", "parse_status")
     search_fields = ("title", "notebook__name")
     list_select_related = ("notebook",)
     raw_id_fields = ("notebook",)
+    actions = ("ragflow_retry",)
+
+    @admin.action(description="Send the selected sources to RAGFlow again (upload or parse)")
+    def ragflow_retry(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        from notebooks.provisioning import source_sync_retry
+
+        retried = sum(source_sync_retry(source=source) for source in queryset)
+        self.message_user(request, f"{retried} source(s) queued for RAGFlow again.", messages.SUCCESS)
 
 
 @admin.register(RagFlowDataset)

@@ -217,6 +217,19 @@ def source_upload(*, source_id: str, final_attempt: bool = True) -> bool:
     return True
 
 
+def source_sync_retry(*, source: Source) -> bool:
+    """Try a source that failed in RAGFlow again: parse it again if uploaded, else upload it."""
+    if not ragflow_enabled() or source.parse_status != ParseStatus.ERROR:
+        return False
+    with transaction.atomic():
+        status = ParseStatus.PARSING if source.remote_document_id else ParseStatus.PENDING
+        Source.objects.filter(pk=source.pk, parse_status=ParseStatus.ERROR).update(
+            parse_status=status, parse_progress=0.0, last_error="", updated_at=timezone.now()
+        )
+        _on_commit_enqueue("source_upload", source_id=str(source.pk))
+    return True
+
+
 def source_parse_refresh(*, source_id: str) -> bool:
     """Read a source's parse progress from RAGFlow and store it; True once parsing has finished."""
     source = Source.objects.filter(pk=source_id).select_related("notebook__ragflow_dataset").first()

@@ -184,3 +184,29 @@ def test_a_question_before_the_agent_exists_says_it_is_being_set_up(
     assert [e.type for e in events] == ["start", "error"]
     assert (events[-1].data["message"], events[-1].data["code"]) == (NOT_READY, "agent_not_ready")
     assert "canvas store down" in RagFlowAgent.objects.get(notebook_id=source.notebook_id).last_error
+
+
+def test_inline_think_tags_are_streamed_as_reasoning_too(live_server_asgi, ragflow, chat, user_token):
+    ragflow.script(tokens=["<thi", "nk>Check the", " notes.</think>", "Glucose", "."])
+
+    events = ask(live_server_asgi, chat, user_token)
+
+    assert "".join(e.data["text"] for e in events if e.type == "reasoning") == "Check the notes."
+    assert answer_text(events) == "Glucose."
+
+
+def test_a_ragflow_session_that_disappeared_is_replaced_and_the_question_answered(
+    live_server_asgi, ragflow, chat, user_token
+):
+    ask(live_server_asgi, chat, user_token)
+    chat.refresh_from_db()
+    lost = chat.remote_session_id
+    ragflow.sessions.clear()  # deleted in RAGFlow behind deepsight's back
+
+    events = ask(live_server_asgi, chat, user_token)
+
+    assert events[-1].type == "done"
+    assert answer_text(events).startswith("Your sources say:")
+    chat.refresh_from_db()
+    assert chat.remote_session_id not in ("", lost)
+    assert chat.remote_session_id in ragflow.sessions

@@ -308,3 +308,22 @@ def test_sources_of_a_notebook_made_before_ragflow_was_configured_are_uploaded_w
     assert RagFlowAgent.objects.get(notebook=notebook).status == RemoteStatus.READY
     assert session.pk
     assert Source.objects.filter(notebook=notebook).count() == 1
+
+
+def test_a_source_that_failed_can_be_sent_again_from_the_admin(
+    notebook, ragflow, admin_client, django_capture_on_commit_callbacks
+):
+    ragflow.parse_outcome = "FAIL"
+    source = text_source(notebook, django_capture_on_commit_callbacks)
+    assert source.parse_status == ParseStatus.ERROR
+
+    ragflow.parse_outcome = "DONE"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/notebooks/source/", {"action": "ragflow_retry", "_selected_action": [source.pk]}
+        )
+
+    assert response.status_code == 302
+    source.refresh_from_db()
+    assert (source.parse_status, source.last_error, source.chunk_count) == (ParseStatus.READY, "", 2)
+    assert len(ragflow.documents) == 1  # parsed again, not uploaded again
