@@ -180,7 +180,14 @@ def source_upload(*, source_id: str, final_attempt: bool = True) -> bool:
         )
         if not claimed:
             return False  # another worker has it, or it failed for good
-        content, filename, content_type = _source_payload(source)
+        try:
+            content, filename, content_type = _source_payload(source)
+        except OSError as exc:  # the stored file is gone or unreadable: retrying will not help
+            logger.error("Source %s could not be read for RAGFlow: %s", source.pk, exc)
+            Source.objects.filter(pk=source.pk).update(
+                parse_status=ParseStatus.ERROR, last_error="The stored file could not be read."
+            )
+            return False
         try:
             document = ragflow_call(
                 lambda client: client.document_upload(
