@@ -12,8 +12,10 @@
  */
 
 import { ApiError, csrfToken, errorFrom, getJSON, request, samePath, sendJSON } from "./api.js";
-import { renderMarkdown } from "./markdown.js";
+import { formatTime, h } from "./dom.js";
+import { fillMessage } from "./messages.js";
 import { readEvents } from "./sse.js";
+import { tabNode, updateTab } from "./tabs.js";
 
 const POLL_INTERVAL_MS = 4000;
 const TITLE_RECHECK_MS = 3000;
@@ -21,7 +23,6 @@ const MESSAGE_PAGE_SIZE = 50;
 const SESSION_PAGE_SIZE = 100;
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 const SEND_RETRIES = 2;
-const SNIPPET_LENGTH = 240;
 
 let panelCount = 0;
 
@@ -35,52 +36,6 @@ function clientMessageId() {
 
 function pinnedFirst(sessions) {
   return [...sessions.filter((session) => session.pinned), ...sessions.filter((session) => !session.pinned)];
-}
-
-function h(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name === "className") node.className = value;
-    else if (name === "text") node.textContent = value;
-    else node.setAttribute(name, value === true ? "" : String(value));
-  }
-  node.append(...children);
-  return node;
-}
-
-function svgIcon(path, size = 14) {
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", "0 0 16 16");
-  svg.setAttribute("width", size);
-  svg.setAttribute("height", size);
-  svg.setAttribute("aria-hidden", "true");
-  const shape = document.createElementNS(ns, "path");
-  shape.setAttribute("d", path);
-  shape.setAttribute("fill", "none");
-  shape.setAttribute("stroke", "currentColor");
-  shape.setAttribute("stroke-width", "1.6");
-  shape.setAttribute("stroke-linecap", "round");
-  shape.setAttribute("stroke-linejoin", "round");
-  svg.append(shape);
-  return svg;
-}
-
-const ICON_CLOSE = "M4.5 4.5l7 7M11.5 4.5l-7 7";
-const ICON_PIN = "M6 2.5h4M7 2.5v4L4.5 9h7L9 6.5v-4M8 9v4.5";
-
-function formatTime(iso) {
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return "";
-  const sameDay = date.toDateString() === new Date().toDateString();
-  const options = sameDay ? { hour: "2-digit", minute: "2-digit" } : { dateStyle: "medium", timeStyle: "short" };
-  return date.toLocaleString(undefined, options);
-}
-
-function truncate(text, length) {
-  const clean = String(text ?? "").replace(/\s+/g, " ").trim();
-  return clean.length > length ? `${clean.slice(0, length - 1)}…` : clean;
 }
 
 class ChatPanel {
@@ -369,11 +324,14 @@ class ChatPanel {
     this.version += 1;
     this.ui.newButton.disabled = true;
     this.ui.startButton.disabled = true;
+    // Whatever is typed now belongs to the new chat, not to the tab still shown.
+    this.ui.input.disabled = true;
     try {
       const { session } = await sendJSON(this.sessionsUrl, "POST", {});
       this.sessions = pinnedFirst([session, ...this.sessions.filter((known) => known.id !== session.id)]);
       this.state(session.id).loaded = true; // a new session has no messages to fetch
       await this.activate(session.id);
+      this.ui.input.disabled = false;
       this.ui.input.focus();
       this.announce(`New chat “${session.title}” opened.`);
     } catch (error) {
@@ -381,6 +339,7 @@ class ChatPanel {
     } finally {
       this.ui.newButton.disabled = false;
       this.ui.startButton.disabled = false;
+      this.ui.input.disabled = false;
     }
   }
 
@@ -698,6 +657,7 @@ class ChatPanel {
     const state = this.state(id);
     state.messages = state.messages.filter((message) => message !== answer);
     question.status = "failed";
+    question.failedHere = true;
     question.metadata = { error: { message: error.message, code: error.code } };
     this.dirty.add(question);
     if (this.activeId === id && !this.ui.input.value) {
@@ -805,6 +765,7 @@ class ChatPanel {
       case "error":
         if (event.assistant_message) Object.assign(target, event.assistant_message);
         target.status = "error";
+        target.failedHere = true;
         target.metadata = { ...target.metadata, error: { message: event.message, code: event.code } };
         this.finished(id, target);
         break;
@@ -830,6 +791,7 @@ class ChatPanel {
 
   answerFailed(id, target, message) {
     target.status = "error";
+    target.failedHere = true;
     target.metadata = { ...target.metadata, error: { message } };
     this.dirty.add(target);
     this.render();
@@ -924,10 +886,13 @@ class ChatPanel {
       keep.add(session.id);
       let node = this.tabNodes.get(session.id);
       if (!node) {
-        node = this.tabNode(session);
+        node = tabNode(session, { tabId: this.tabId(session.id), panelId: this.ui.panel.id });
         this.tabNodes.set(session.id, node);
       }
-      this.updateTab(node, session);
+      updateTab(node, session, {
+        active: session.id === this.activeId,
+        streaming: Boolean(this.states.get(session.id)?.stream),
+      });
       const expected = previous ? previous.nextSibling : list.firstChild;
       if (expected !== node) list.insertBefore(node, expected);
       previous = node;
@@ -941,38 +906,6 @@ class ChatPanel {
       }
     }
     document.getElementById(this.tabId(this.activeId))?.scrollIntoView?.({ block: "nearest", inline: "nearest" });
-  }
-
-  tabNode(session) {
-    const tab = h(
-      "button",
-      { type: "button", role: "tab", id: this.tabId(session.id), className: "chat-tab-button", "aria-controls": this.ui.panel.id },
-      h("span", { className: "chat-tab-pin" }),
-      h("span", { className: "chat-tab-title" }),
-      h("span", { className: "chat-tab-activity", "aria-hidden": "true" }),
-    );
-    const close = h("button", { type: "button", className: "chat-tab-close", title: "Close chat" }, svgIcon(ICON_CLOSE, 12));
-    return h("div", { className: "chat-tab", role: "presentation", "data-session-id": session.id }, tab, close);
-  }
-
-  updateTab(node, session) {
-    const active = session.id === this.activeId;
-    const streaming = Boolean(this.states.get(session.id)?.stream);
-    const [tab, close] = node.children;
-    node.classList.toggle("is-active", active);
-    node.classList.toggle("is-pinned", Boolean(session.pinned));
-    node.classList.toggle("is-streaming", streaming);
-    tab.setAttribute("aria-selected", String(active));
-    tab.tabIndex = active ? 0 : -1;
-    tab.title = session.title;
-    const title = tab.querySelector(".chat-tab-title");
-    if (title.textContent !== session.title) title.textContent = session.title;
-    const pin = tab.querySelector(".chat-tab-pin");
-    if (Boolean(session.pinned) !== pin.hasChildNodes()) {
-      pin.replaceChildren(...(session.pinned ? [svgIcon(ICON_PIN, 12), h("span", { className: "chat-visually-hidden", text: "Pinned: " })] : []));
-    }
-    close.tabIndex = active ? 0 : -1;
-    close.setAttribute("aria-label", `Close chat ${session.title}`);
   }
 
   focusTab(id) {
@@ -997,9 +930,9 @@ class ChatPanel {
       if (!node) {
         node = h("li");
         this.messageNodes.set(message.key, node);
-        this.fillMessage(node, message);
+        fillMessage(node, message, { idPrefix: this.prefix });
       } else if (this.dirty.has(message)) {
-        this.fillMessage(node, message);
+        fillMessage(node, message, { idPrefix: this.prefix });
       }
       const expected = previous ? previous.nextSibling : ui.messages.firstChild;
       if (expected !== node) ui.messages.insertBefore(node, expected);
@@ -1015,95 +948,6 @@ class ChatPanel {
     ui.older.hidden = !state.olderUrl;
     ui.empty.hidden = !state.loaded || state.messages.length > 0;
     if (scroll === "bottom" || (scroll === "auto" && nearBottom)) scroller.scrollTop = scroller.scrollHeight;
-  }
-
-  fillMessage(node, message) {
-    const assistant = message.sender === "assistant";
-    node.className = `chat-msg chat-msg-${message.sender}`;
-    node.dataset.status = message.status;
-    node.dataset.messageId = message.id ?? "";
-    node.setAttribute("aria-busy", String(message.status === "streaming"));
-    const author = { user: "You", assistant: "Assistant", system: "Note" }[message.sender] || message.sender;
-    const meta = h(
-      "div",
-      { className: "chat-msg-meta" },
-      h("span", { className: "chat-msg-author", text: author }),
-      h("time", { datetime: message.timestamp, text: formatTime(message.timestamp) }),
-    );
-    const parts = [meta];
-    const reasoning = message.metadata?.reasoning;
-    if (assistant && reasoning) {
-      const wasOpen = node.querySelector(".chat-reasoning")?.open;
-      const details = h("details", { className: "chat-reasoning" }, h("summary", { text: "Reasoning" }), h("div", { className: "chat-reasoning-text", text: reasoning }));
-      details.open = Boolean(wasOpen);
-      parts.push(details);
-    }
-    const body = h("div", { className: assistant ? "chat-msg-body chat-markdown" : "chat-msg-body" });
-    if (assistant) {
-      const sources = message.metadata?.sources || [];
-      const indexes = new Set(sources.map((source, position) => Number(source.index ?? position + 1)));
-      body.append(
-        renderMarkdown(message.message, {
-          citation: (number) => {
-            if (!indexes.has(number)) return null;
-            const link = h("a", { className: "chat-cite-ref", href: `#${this.citationId(message, number)}`, text: String(number) });
-            link.setAttribute("aria-label", `Source ${number}`);
-            return h("sup", {}, link);
-          },
-        }),
-      );
-      if (message.status === "streaming" && !message.message) {
-        body.append(h("span", { className: "chat-typing" }, h("span"), h("span"), h("span"), h("span", { className: "chat-visually-hidden", text: "Generating the answer…" })));
-      }
-    } else {
-      body.textContent = message.message;
-    }
-    parts.push(body);
-    const note = this.noteFor(message);
-    if (note) parts.push(note);
-    if (assistant && message.metadata?.sources?.length) parts.push(this.sourcesNode(message));
-    node.replaceChildren(h("div", { className: "chat-msg-inner" }, ...parts));
-  }
-
-  noteFor(message) {
-    const error = message.metadata?.error?.message;
-    if (message.status === "failed") {
-      return h("p", { className: "chat-msg-note chat-msg-error", role: "alert", text: `Not sent: ${error || "unknown error"}` });
-    }
-    if (message.status === "error") {
-      return h("p", { className: "chat-msg-note chat-msg-error", role: "alert", text: `The answer failed: ${error || "unknown error"}` });
-    }
-    if (message.status === "interrupted") {
-      return h("p", { className: "chat-msg-note", text: "Stopped before the end." });
-    }
-    return null;
-  }
-
-  citationId(message, number) {
-    return `${this.prefix}-m${message.key}-source-${number}`;
-  }
-
-  sourcesNode(message) {
-    const items = message.metadata.sources.map((source, position) => {
-      const number = Number(source.index ?? position + 1);
-      return h(
-        "li",
-        { className: "chat-source", id: this.citationId(message, number) },
-        h("span", { className: "chat-source-index", "aria-hidden": "true", text: String(number) }),
-        h(
-          "div",
-          { className: "chat-source-text" },
-          h("span", { className: "chat-source-title", text: source.title || source.document_name || "Untitled source" }),
-          source.snippet ? h("span", { className: "chat-source-snippet", text: truncate(source.snippet, SNIPPET_LENGTH) }) : "",
-        ),
-      );
-    });
-    return h(
-      "section",
-      { className: "chat-sources", "aria-label": "Sources" },
-      h("h3", { className: "chat-sources-heading", text: "Sources" }),
-      h("ol", { className: "chat-sources-list" }, ...items),
-    );
   }
 
   renderComposer() {
