@@ -177,7 +177,8 @@ def session_suggested_tags_set(*, session_id: Any, names: Sequence[str]) -> None
     with transaction.atomic():
         session = ChatSession.objects.select_for_update().filter(pk=session_id).first()
         if session is not None:
-            _tags_replace(session=session, names=names[: chat_settings.MAX_TAGS], source=TagSource.AUTO)
+            fitting = [name for name in names if len(name.strip()) <= chat_settings.MAX_TAG_LENGTH]
+            _tags_replace(session=session, names=fitting[: chat_settings.MAX_TAGS], source=TagSource.AUTO)
 
 
 def session_title_apply(*, session_id: Any, title: str) -> bool:

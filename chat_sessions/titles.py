@@ -118,7 +118,7 @@ def title_heuristic(*, question: str) -> str:
 def tags_suggest(*, text: str, limit: int = 3) -> list[str]:
     """A few lower-case keywords from a text, most frequent first, for the session's suggested tags."""
     counts: dict[str, int] = {}
-    for word in re.findall(r"[a-z][a-z-]{3,}", text.lower()):
+    for word in re.findall(r"\b[a-z][a-z-]{3,29}\b", text.lower()):
         if word not in _STOPWORDS:
             counts[word] = counts.get(word, 0) + 1
     return [word for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]]

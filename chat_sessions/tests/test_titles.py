@@ -132,6 +132,13 @@ def test_a_long_exchange_is_cut_before_it_reaches_the_model(title_llm):
 
     prompt = title_llm.requests[0]["messages"][0]["content"]
     assert len(prompt) < 2 * titles.TITLE_PROMPT_CHARS + len(titles.TITLE_PROMPT)
+    assert set(session.tag_set.values_list("name", flat=True)) == {"letters", "repeated"}
+
+
+def test_a_suggested_tag_is_never_longer_than_a_tag_may_be():
+    text = "photosynthesis " + "chlorofluorocarbonsandmoreletters" * 3
+
+    assert titles.tags_suggest(text=text) == ["photosynthesis"]
 
 
 def test_an_overlong_title_is_asked_again_and_after_three_refusals_the_heuristic_is_used(title_llm):

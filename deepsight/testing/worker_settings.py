@@ -18,6 +18,8 @@ from deepsight.settings_test import CELERY_BEAT_SCHEDULE, DATABASES
 
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_EAGER_PROPAGATES = False
+# A pool process killed by a test is reported after this long instead of the default 10 s.
+CELERY_WORKER_LOST_WAIT = 2.0
 
 if os.environ.get("DEEPSIGHT_WORKER_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["DEEPSIGHT_WORKER_DB_NAME"]
