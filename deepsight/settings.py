@@ -88,6 +88,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "deepsight.middleware.SecurityHeadersMiddleware",
+    "deepsight.middleware.RequestBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -163,6 +165,37 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# REQUEST LIMITS AND SECURITY HEADERS (deepsight/middleware.py)
+# ------------------------------------------------------------------------------
+# A request body over its limit is refused with a 413 before it is read (ASGI: while it arrives).
+# Uploads (sources) get the larger limit: a 10 MB file plus the multipart envelope.
+REQUEST_BODY_MAX_BYTES = env.int("DJANGO_REQUEST_BODY_MAX_BYTES", default=1024 * 1024)
+REQUEST_BODY_UPLOAD_MAX_BYTES = env.int("DJANGO_REQUEST_BODY_UPLOAD_MAX_BYTES", default=11 * 1024 * 1024)
+REQUEST_BODY_UPLOAD_PATHS = [
+    r"^/api/v1/notebooks/[^/]+/sources/$",
+    r"^/notebooks/[^/]+/sources/(?:file|text)/$",
+]
+# https://developer.mozilla.org/docs/Web/HTTP/Headers/Content-Security-Policy
+# Scripts only from this site, never inline; the pages need nothing else.
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+# The admin, the browsable API and the API docs (third-party templates) use inline styles.
+CONTENT_SECURITY_POLICY_INLINE_STYLE_PATHS = [r"^/admin/", r"^/api/"]
+SECURITY_EXTRA_HEADERS = {
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
 
 # LOGGING
 # ------------------------------------------------------------------------------

@@ -1,0 +1,235 @@
+"""Request hardening that holds whichever door a request comes in by: body limits and security headers.
+
+- `RequestBodyLimitASGI` wraps the ASGI application. Django's ASGI handler reads a whole request
+  body into a temporary file before any middleware or view runs, so this is the only place that
+  can refuse a body while it arrives: a declared `Content-Length` over the limit is refused before
+  a byte is read, and a chunked body (no `Content-Length`) is counted and cut off at the limit.
+- `RequestBodyLimitMiddleware` is the same rule for WSGI and the test client (the declared
+  length; WSGI servers never hand Django more than that), and `bad_request` (the project's
+  `handler400`) turns Django's own `RequestDataTooBig` into the same 413 instead of a 400.
+- `SecurityHeadersMiddleware` adds the Content-Security-Policy and the headers Django's
+  `SecurityMiddleware` does not set.
+
+Every refusal is the same JSON: `{"detail": "...", "code": "request_too_large"}` with status 413.
+Uploads need more room than JSON, so paths matching `REQUEST_BODY_UPLOAD_PATHS` get
+`REQUEST_BODY_UPLOAD_MAX_BYTES`; every other request gets `REQUEST_BODY_MAX_BYTES`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from functools import cache
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+
+TOO_LARGE_CODE = "request_too_large"
+
+#: Defaults of the settings this module reads (deepsight/settings.py sets them all).
+DEFAULTS: dict[str, Any] = {
+    "REQUEST_BODY_MAX_BYTES": 1024 * 1024,
+    "REQUEST_BODY_UPLOAD_MAX_BYTES": 11 * 1024 * 1024,
+    "REQUEST_BODY_UPLOAD_PATHS": (),
+    "CONTENT_SECURITY_POLICY": {
+        "default-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+    "CONTENT_SECURITY_POLICY_INLINE_STYLE_PATHS": (),
+    "SECURITY_EXTRA_HEADERS": {},
+}
+
+
+def _setting(name: str) -> Any:
+    return getattr(settings, name, DEFAULTS[name])
+
+
+@cache
+def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(pattern) for pattern in patterns)
+
+
+def body_limit(path: str) -> int:
+    """The most bytes a request body to `path` may have."""
+    if any(pattern.search(path) for pattern in _compiled(tuple(_setting("REQUEST_BODY_UPLOAD_PATHS")))):
+        return _setting("REQUEST_BODY_UPLOAD_MAX_BYTES")
+    return _setting("REQUEST_BODY_MAX_BYTES")
+
+
+def _too_large_payload(limit: int | None) -> dict[str, str]:
+    if limit is None:
+        detail = "The request body is too large."
+    else:
+        detail = f"The request body is larger than the {limit:,} bytes this address accepts."
+    return {"detail": detail, "code": TOO_LARGE_CODE}
+
+
+def request_too_large_response(limit: int | None = None) -> JsonResponse:
+    return JsonResponse(_too_large_payload(limit), status=413)
+
+
+def _declared_length(value: str | bytes | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+# ASGI
+# ------------------------------------------------------------------------------
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestBodyLimitASGI:
+    """ASGI wrapper: refuses request bodies over the path's limit with a 413, while they arrive."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit(scope.get("path", ""))
+        headers = dict(scope.get("headers") or ())
+        declared = _declared_length(headers.get(b"content-length"))
+        if declared is not None and declared > limit:
+            await self._refuse(send, limit)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge()
+            return message
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            # Django reads the whole body before it answers, so nothing has been sent yet.
+            if not started:
+                await self._refuse(send, limit)
+
+    @staticmethod
+    async def _refuse(send: Callable, limit: int) -> None:
+        body = json.dumps(_too_large_payload(limit)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    # The rest of the body is never read, so the connection cannot be reused.
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+# Django middleware and error handler
+# ------------------------------------------------------------------------------
+
+
+class RequestBodyLimitMiddleware:
+    """Refuses a request whose declared body is over the path's limit, before anything reads it."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        return self._refusal(request) or self.get_response(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        return self._refusal(request) or await self.get_response(request)
+
+    @staticmethod
+    def _refusal(request: HttpRequest) -> HttpResponse | None:
+        limit = body_limit(request.path)
+        declared = _declared_length(request.META.get("CONTENT_LENGTH"))
+        if declared is not None and declared > limit:
+            return request_too_large_response(limit)
+        return None
+
+
+def bad_request(request: HttpRequest, exception: Exception, template_name: str = "400.html") -> HttpResponse:
+    """`handler400`: a body Django found too large is a 413 like every other; the rest stay 400s."""
+    if isinstance(exception, RequestDataTooBig):
+        return request_too_large_response()
+    return defaults.bad_request(request, exception, template_name=template_name)
+
+
+class SecurityHeadersMiddleware:
+    """Adds the Content-Security-Policy and the headers `SecurityMiddleware` does not set.
+
+    The policy (`CONTENT_SECURITY_POLICY`, a dict of directives) allows scripts and styles from
+    this site only: no inline script anywhere. The browsable API, the admin and the API docs
+    carry inline `style` attributes, so paths matching `CONTENT_SECURITY_POLICY_INLINE_STYLE_PATHS`
+    also allow inline styles (never inline scripts). A response that set its own policy keeps it.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        return self._add_headers(request, self.get_response(request))
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        return self._add_headers(request, await self.get_response(request))
+
+    @staticmethod
+    def _add_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = content_security_policy(request.path)
+        for header, value in _setting("SECURITY_EXTRA_HEADERS").items():
+            response.headers.setdefault(header, value)
+        return response
+
+
+def content_security_policy(path: str) -> str:
+    directives = {name: list(sources) for name, sources in _setting("CONTENT_SECURITY_POLICY").items()}
+    inline_style_paths = _compiled(tuple(_setting("CONTENT_SECURITY_POLICY_INLINE_STYLE_PATHS")))
+    if any(pattern.search(path) for pattern in inline_style_paths):
+        directives["style-src"] = [*directives.get("style-src", ["'self'"]), "'unsafe-inline'"]
+    return "; ".join(" ".join([name, *sources]) for name, sources in directives.items())
