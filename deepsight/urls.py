@@ -3,9 +3,11 @@
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.views.decorators.http import require_safe
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness for load balancers and the compose health check."""
     return JsonResponse({"status": "ok"})
@@ -17,6 +19,15 @@ urlpatterns = [
     path("api/v1/", include("notebooks.api.urls")),
     path("api/v1/auth/", include("rest_framework.urls", namespace="rest_framework")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view serves its start-up script from a URL, so the page needs no inline script (CSP).
+    # GET only: its HTML renderer has no template for an OPTIONS answer (that was a 500).
+    path(
+        "api/v1/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", http_method_names=["get", "head"]),
+        name="swagger-ui",
+    ),
     path("", include("notebooks.urls")),
 ]
+
+# A body Django itself finds too large (form fields over DATA_UPLOAD_MAX_MEMORY_SIZE) is a 413.
+handler400 = "deepsight.middleware.bad_request"
