@@ -12,9 +12,11 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -297,3 +299,50 @@ def test_a_title_task_whose_worker_process_is_killed_is_run_again_and_written_on
     assert session.title == "Written Once"
     assert len(fake_openai.requests) == 2
     assert session.messages.filter(status=MessageStatus.COMPLETE).count() == 2
+
+
+def test_the_run_command_starts_web_worker_and_beat_and_ctrl_c_stops_all_three(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "deepsight.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "REDIS_URL": "",
+        "CELERY_FILESYSTEM_DIR": str(tmp_path / "celery"),
+        "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path / "beat-schedule"),
+        "CHAT_HOUSEKEEPING_EVERY_MINUTES": "0.02",
+        "PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True, timeout=120)
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        run = subprocess.Popen(
+            ["bin/run-embedded"], cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def output() -> str:
+        return log_path.read_text(errors="replace")
+
+    try:
+        # Beat's first housekeeping, run by the worker, over the filesystem broker.
+        assert wait_for(
+            lambda: "Uvicorn running" in output() and "sessions_housekeeping" in output() and "succeeded" in output(),
+            timeout=START_TIMEOUT,
+        ), output()[-3000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz/", timeout=5) as response:
+            assert response.status == 200
+        assert (tmp_path / "celery" / "broker").is_dir()
+
+        os.killpg(run.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
+        run.wait(timeout=30)
+
+        with pytest.raises(ProcessLookupError):
+            os.killpg(run.pid, 0)  # web, worker (and its pool) and beat are all gone
+        assert "Stopping web, worker and beat" in output()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=5)
