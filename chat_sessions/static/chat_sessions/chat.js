@@ -11,28 +11,17 @@
  * - a light poll while the page is visible keeps two browser tabs on the same session consistent.
  */
 
-import { ApiError, csrfToken, errorFrom, getJSON, request, samePath, sendJSON } from "./api.js";
+import { getJSON, request, samePath, sendJSON } from "./api.js";
+import { Conversation } from "./conversation.js";
 import { formatTime, h } from "./dom.js";
 import { fillMessage } from "./messages.js";
-import { readEvents } from "./sse.js";
 import { tabNode, updateTab } from "./tabs.js";
 
 const POLL_INTERVAL_MS = 4000;
 const TITLE_RECHECK_MS = 3000;
-const MESSAGE_PAGE_SIZE = 50;
 const SESSION_PAGE_SIZE = 100;
-const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
-const SEND_RETRIES = 2;
 
 let panelCount = 0;
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function clientMessageId() {
-  const bytes = new Uint8Array(12);
-  crypto.getRandomValues(bytes);
-  return `c-${Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
-}
 
 function pinnedFirst(sessions) {
   return [...sessions.filter((session) => session.pinned), ...sessions.filter((session) => !session.pinned)];
@@ -44,16 +33,17 @@ class ChatPanel {
     this.sessionsUrl = root.dataset.chatSessionsUrl;
     this.prefix = `chat${++panelCount}`;
     this.sessions = [];
-    this.states = new Map();
+    this.conversations = new Map();
     this.activeId = null;
     this.loaded = false;
     this.renaming = null;
     this.unloading = false;
     this.polling = false;
     this.closedOpen = false;
+    this.creating = false;
+    this.sendWhenCreated = false;
     // Bumped by every local change to the session list, so an older list response cannot undo it.
     this.version = 0;
-    this.dirty = new Set();
     this.frame = 0;
     this.renderedId = null;
     this.messageNodes = new Map();
@@ -100,14 +90,6 @@ class ChatPanel {
 
   sessionUrl(id) {
     return `${this.sessionsUrl}${id}/`;
-  }
-
-  messagesUrl(id) {
-    return `${this.sessionUrl(id)}messages/`;
-  }
-
-  streamUrl(id, messageId) {
-    return `${this.messagesUrl(id)}${messageId}/stream/`;
   }
 
   tabId(id) {
@@ -260,7 +242,7 @@ class ChatPanel {
     }
     const removedIndex = this.sessions.findIndex((session) => session.id === this.activeId);
     this.sessions = pinnedFirst(ordered);
-    for (const id of [...this.states.keys()]) {
+    for (const id of [...this.conversations.keys()]) {
       if (!byId.has(id)) this.forget(id);
     }
     if (this.activeId && !byId.has(this.activeId)) {
@@ -275,44 +257,47 @@ class ChatPanel {
     this.render();
   }
 
-  refreshSessionsSoon() {
-    const refresh = () => this.refreshSessions().catch(() => {});
-    refresh();
-    setTimeout(refresh, TITLE_RECHECK_MS);
-  }
-
   session(id) {
     return this.sessions.find((session) => session.id === id) || null;
   }
 
-  state(id) {
-    let state = this.states.get(id);
-    if (!state) {
-      state = { messages: [], olderUrl: null, loaded: false, loading: null, loadingOlder: false, stream: null, sending: false, draft: "" };
-      this.states.set(id, state);
+  conversation(id) {
+    let conversation = this.conversations.get(id);
+    if (!conversation) {
+      conversation = new Conversation(this.sessionUrl(id), {
+        changed: ({ scroll = "auto" } = {}) => {
+          if (this.conversations.get(id) !== conversation) return;
+          // Tokens arrive faster than frames: draw at most once a frame, unless asked to scroll.
+          if (this.activeId === id && scroll !== "auto") this.render({ scroll });
+          else this.scheduleRender();
+        },
+        finished: (message) => this.answerFinished(id, message),
+        rejected: (question, error) => this.messageRejected(id, question, error),
+        titled: (title) => this.retitled(id, title),
+      });
+      this.conversations.set(id, conversation);
     }
-    return state;
+    return conversation;
   }
 
   forget(id) {
-    const state = this.states.get(id);
-    if (state?.stream) state.stream.controller.abort();
-    this.states.delete(id);
+    this.conversations.get(id)?.close();
+    this.conversations.delete(id);
   }
 
-  async activate(id, { focusTab = false } = {}) {
+  async activate(id, { focusTab = false, keepInput = false } = {}) {
     if (!this.session(id)) return;
-    if (this.activeId && this.activeId !== id) this.state(this.activeId).draft = this.ui.input.value;
     const switching = this.activeId !== id;
+    if (this.activeId && switching && !keepInput) this.conversation(this.activeId).draft = this.ui.input.value;
     this.activeId = id;
     try {
       sessionStorage.setItem(this.storageKey, id);
     } catch {
       /* private mode: the active tab is simply not remembered */
     }
-    const state = this.state(id);
-    if (switching) {
-      this.ui.input.value = state.draft;
+    const conversation = this.conversation(id);
+    if (switching && !keepInput) {
+      this.ui.input.value = conversation.draft;
       this.autosize();
     }
     this.render({ scroll: switching ? "bottom" : "auto" });
@@ -321,25 +306,31 @@ class ChatPanel {
   }
 
   async createSession() {
+    if (this.creating) return;
     this.version += 1;
+    // From this click on, what is typed belongs to the new chat, not to the tab still shown.
+    if (this.activeId) this.conversation(this.activeId).draft = this.ui.input.value;
+    this.ui.input.value = "";
+    this.creating = true;
     this.ui.newButton.disabled = true;
     this.ui.startButton.disabled = true;
-    // Whatever is typed now belongs to the new chat, not to the tab still shown.
-    this.ui.input.disabled = true;
     try {
       const { session } = await sendJSON(this.sessionsUrl, "POST", {});
       this.sessions = pinnedFirst([session, ...this.sessions.filter((known) => known.id !== session.id)]);
-      this.state(session.id).loaded = true; // a new session has no messages to fetch
-      await this.activate(session.id);
-      this.ui.input.disabled = false;
+      this.conversation(session.id).loaded = true; // a new session has no messages to fetch
+      await this.activate(session.id, { keepInput: true });
       this.ui.input.focus();
       this.announce(`New chat “${session.title}” opened.`);
     } catch (error) {
       this.showAlert(error.message);
     } finally {
+      this.creating = false;
       this.ui.newButton.disabled = false;
       this.ui.startButton.disabled = false;
-      this.ui.input.disabled = false;
+    }
+    if (this.sendWhenCreated) {
+      this.sendWhenCreated = false;
+      this.send();
     }
   }
 
@@ -507,71 +498,26 @@ class ChatPanel {
     }
   }
 
-  // Messages ----------------------------------------------------------------------------------
+  // The conversation ---------------------------------------------------------------------------
 
-  /** Fetch the newest page of a session's messages and merge it in; follow a running answer. */
   async loadMessages(id) {
-    const state = this.state(id);
-    if (state.loading) return state.loading;
-    state.loading = (async () => {
-      const first = !state.loaded;
-      try {
-        const body = await getJSON(`${this.messagesUrl(id)}?page_size=${MESSAGE_PAGE_SIZE}`);
-        if (!this.states.has(id)) return;
-        this.merge(id, body, { first });
-        state.loaded = true;
-      } catch (error) {
-        if (this.activeId === id) this.showAlert(error.message);
-        return;
-      } finally {
-        state.loading = null;
-      }
-      if (this.activeId === id) this.render({ scroll: first ? "bottom" : "auto" });
-      this.followRunningAnswer(id);
-    })();
-    return state.loading;
-  }
-
-  merge(id, body, { first }) {
-    const state = this.state(id);
-    if (state.sending) return; // our own send brings this turn's messages
-    const incoming = body.messages;
-    const newest = Math.max(0, ...state.messages.map((message) => message.message_order || 0));
-    if (first || (incoming.length && newest && incoming[0].message_order > newest + 1)) {
-      // First load, or more new messages than a page: start again from this page.
-      state.messages = state.messages.filter((message) => message.id == null);
-      state.olderUrl = body.older ? samePath(body.older) : null;
+    try {
+      await this.conversation(id).load();
+    } catch (error) {
+      if (this.activeId === id) this.showAlert(error.message);
     }
-    const streamingId = state.stream?.target.id;
-    const known = new Map(state.messages.filter((message) => message.id != null).map((message) => [message.id, message]));
-    for (const message of incoming) {
-      const existing = known.get(message.id);
-      if (!existing) {
-        state.messages.push({ ...message, key: String(message.id) });
-      } else if (existing.id !== streamingId) {
-        Object.assign(existing, message);
-        this.dirty.add(existing);
-      }
-    }
-    const order = (message) => message.message_order ?? Number.MAX_SAFE_INTEGER;
-    state.messages.sort((a, b) => order(a) - order(b));
   }
 
   async loadOlder() {
-    const id = this.activeId;
-    if (!id) return;
-    const state = this.state(id);
-    if (!state.olderUrl || state.loadingOlder) return;
-    state.loadingOlder = true;
-    this.ui.older.disabled = true;
-    this.ui.older.textContent = "Loading older messages…";
+    const conversation = this.activeId && this.conversation(this.activeId);
+    if (!conversation?.olderUrl || conversation.loadingOlder) return;
+    const older = this.ui.older;
+    older.disabled = true;
+    older.textContent = "Loading older messages…";
     try {
-      const body = await getJSON(state.olderUrl);
-      const have = new Set(state.messages.map((message) => message.id));
-      const older = body.messages.filter((message) => !have.has(message.id));
-      state.messages = [...older.map((message) => ({ ...message, key: String(message.id) })), ...state.messages];
-      state.olderUrl = body.older ? samePath(body.older) : null;
-      if (this.activeId === id) {
+      await conversation.loadOlder();
+      if (this.conversation(this.activeId) === conversation) {
+        // Keep the messages on screen where they are while older ones appear above them.
         const scroller = this.ui.scroll;
         const fromBottom = scroller.scrollHeight - scroller.scrollTop;
         this.render({ scroll: "none" });
@@ -580,245 +526,66 @@ class ChatPanel {
     } catch (error) {
       this.showAlert(error.message);
     } finally {
-      state.loadingOlder = false;
-      this.ui.older.disabled = false;
-      this.ui.older.textContent = "Load older messages";
+      older.disabled = false;
+      older.textContent = "Load older messages";
     }
   }
 
-  // Sending and streaming ---------------------------------------------------------------------
-
-  attach(id, target) {
-    const stream = { controller: new AbortController(), target, lastEventId: 0, text: "", reasoning: "", baseline: "" };
-    this.state(id).stream = stream;
-    this.renderTabs();
-    return stream;
-  }
-
-  detach(id, stream) {
-    const state = this.states.get(id);
-    if (state && state.stream === stream) state.stream = null;
-    this.render();
-  }
-
-  async send() {
-    const id = this.activeId;
+  send() {
     const text = this.ui.input.value.trim();
-    if (!id || !text) return;
-    const state = this.state(id);
-    if (state.stream || state.sending) return;
-    const clientId = clientMessageId();
-    const now = new Date().toISOString();
-    const question = { key: `u-${clientId}`, id: null, sender: "user", message: text, status: "complete", client_message_id: clientId, timestamp: now, metadata: {} };
-    const answer = { key: `a-${clientId}`, id: null, sender: "assistant", message: "", status: "streaming", timestamp: now, metadata: {} };
-    state.messages.push(question, answer);
-    state.sending = true;
-    state.draft = "";
+    if (this.creating) {
+      this.sendWhenCreated = Boolean(text);
+      return;
+    }
+    if (!this.activeId || !text) return;
+    const conversation = this.conversation(this.activeId);
+    if (conversation.running) return;
+    conversation.draft = "";
     this.ui.input.value = "";
     this.autosize();
-    const stream = this.attach(id, answer);
-    this.render({ scroll: "bottom" });
     this.announce("Sending. The answer will appear below.");
-    try {
-      for (let attempt = 0; ; attempt += 1) {
-        let response;
-        try {
-          response = await fetch(this.messagesUrl(id), {
-            method: "POST",
-            credentials: "same-origin",
-            headers: { Accept: "text/event-stream", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-            body: JSON.stringify({ message: text, client_message_id: clientId }),
-            signal: stream.controller.signal,
-          });
-          if (!response.ok) {
-            this.sendFailed(id, question, answer, await errorFrom(response));
-            return;
-          }
-          if (await this.consume(id, stream, response)) return;
-        } catch (error) {
-          if (this.unloading || stream.controller.signal.aborted) return;
-        }
-        if (answer.id != null) break; // the turn is stored: follow its stream
-        if (attempt >= SEND_RETRIES) {
-          this.sendFailed(id, question, answer, new ApiError("The server could not be reached. Check your connection and send again."));
-          return;
-        }
-        // Same client_message_id: if the server did store the turn, the retry gets that turn back.
-        await sleep(1000 * (attempt + 1));
-      }
-      await this.follow(id, stream);
-    } finally {
-      state.sending = false;
-      this.detach(id, stream);
-    }
-  }
-
-  sendFailed(id, question, answer, error) {
-    const state = this.state(id);
-    state.messages = state.messages.filter((message) => message !== answer);
-    question.status = "failed";
-    question.failedHere = true;
-    question.metadata = { error: { message: error.message, code: error.code } };
-    this.dirty.add(question);
-    if (this.activeId === id && !this.ui.input.value) {
-      this.ui.input.value = question.message;
-      this.autosize();
-    }
-    this.announce(`Not sent: ${error.message}`);
-    this.render();
-  }
-
-  /** Read one SSE response into the answer; true once it ended with `done` or `error`. */
-  async consume(id, stream, response) {
-    for await (const event of readEvents(response)) {
-      if (event.id != null) stream.lastEventId = event.id;
-      this.apply(id, stream, event.data);
-      if (event.data.type === "done" || event.data.type === "error") return true;
-    }
-    return false;
-  }
-
-  /** Follow an answer through its stream route, reconnecting after the last event received. */
-  async follow(id, stream) {
-    let failures = 0;
-    while (!stream.controller.signal.aborted && !this.unloading) {
-      const before = stream.lastEventId;
-      try {
-        const response = await fetch(this.streamUrl(id, stream.target.id), {
-          credentials: "same-origin",
-          headers: { Accept: "text/event-stream", "Last-Event-ID": String(stream.lastEventId) },
-          signal: stream.controller.signal,
-        });
-        if (!response.ok) {
-          this.answerFailed(id, stream.target, (await errorFrom(response)).message);
-          return;
-        }
-        if (await this.consume(id, stream, response)) return;
-      } catch (error) {
-        if (this.unloading || stream.controller.signal.aborted) return;
-      }
-      failures = stream.lastEventId > before ? 0 : failures + 1;
-      if (failures >= RECONNECT_DELAYS_MS.length) {
-        this.answerFailed(id, stream.target, "The connection to the answer was lost. Reload the page to see the rest.");
-        return;
-      }
-      await sleep(RECONNECT_DELAYS_MS[failures]);
-    }
-  }
-
-  /** A reload or another browser tab: an answer still streaming is followed from its first event. */
-  followRunningAnswer(id) {
-    const state = this.states.get(id);
-    if (!state || state.stream || state.sending) return;
-    const last = state.messages.findLast((message) => message.sender === "assistant");
-    if (!last || last.status !== "streaming" || last.id == null) return;
-    const stream = this.attach(id, last);
-    stream.baseline = last.message; // shown until the replay has caught up with it
-    this.follow(id, stream).finally(() => this.detach(id, stream));
-  }
-
-  apply(id, stream, event) {
-    const state = this.state(id);
-    const target = stream.target;
-    switch (event.type) {
-      case "start": {
-        const stored = event.user_message;
-        const pending = state.messages.find((message) => message.id == null && message.client_message_id === stored.client_message_id);
-        if (pending) {
-          Object.assign(pending, stored);
-          this.dirty.add(pending);
-        } else if (!state.messages.some((message) => message.id === stored.id)) {
-          state.messages.splice(state.messages.indexOf(target), 0, { ...stored, key: String(stored.id) });
-        }
-        const baseline = stream.baseline || target.message;
-        Object.assign(target, event.assistant_message);
-        stream.baseline = baseline;
-        stream.text = "";
-        stream.reasoning = "";
-        target.message = this.shown(stream);
-        state.sending = false;
-        break;
-      }
-      case "token":
-        stream.text += event.text;
-        target.message = this.shown(stream);
-        break;
-      case "reasoning":
-        stream.reasoning += event.text;
-        target.metadata = { ...target.metadata, reasoning: stream.reasoning };
-        break;
-      case "reference":
-        target.metadata = { ...target.metadata, sources: event.sources || [] };
-        break;
-      case "title": {
-        const session = this.session(id);
-        if (session && event.title) {
-          session.title = event.title;
-          this.render();
-        }
-        break;
-      }
-      case "done":
-        Object.assign(target, event.message);
-        this.finished(id, target);
-        break;
-      case "error":
-        if (event.assistant_message) Object.assign(target, event.assistant_message);
-        target.status = "error";
-        target.failedHere = true;
-        target.metadata = { ...target.metadata, error: { message: event.message, code: event.code } };
-        this.finished(id, target);
-        break;
-      default:
-        return;
-    }
-    this.dirty.add(target);
-    this.scheduleRender();
-  }
-
-  shown(stream) {
-    return stream.text.length >= stream.baseline.length ? stream.text : stream.baseline;
-  }
-
-  finished(id, target) {
-    if (this.activeId === id) {
-      if (target.status === "complete") this.announce("Answer complete.");
-      else if (target.status === "interrupted") this.announce("Answer stopped.");
-      else this.announce(`The answer failed: ${target.metadata?.error?.message || "unknown error"}`);
-    }
-    this.refreshSessionsSoon(); // the auto-title arrives after the first exchange
-  }
-
-  answerFailed(id, target, message) {
-    target.status = "error";
-    target.failedHere = true;
-    target.metadata = { ...target.metadata, error: { message } };
-    this.dirty.add(target);
-    this.render();
+    conversation.send(text);
   }
 
   async stop() {
-    const id = this.activeId;
-    const state = id && this.state(id);
-    const stream = state?.stream;
-    if (!stream) return;
+    const conversation = this.activeId && this.conversation(this.activeId);
+    if (!conversation?.stream) return;
     this.ui.stop.disabled = true;
     try {
-      const body = await sendJSON(`${this.sessionUrl(id)}stop/`, "POST");
-      if (body?.message && body.message.id === stream.target.id) {
-        Object.assign(stream.target, body.message);
-        this.dirty.add(stream.target);
-      }
-      // The stream ends by itself with `done`; if it does not soon, stop listening to it.
-      setTimeout(() => {
-        if (state.stream === stream) stream.controller.abort();
-      }, 5000);
+      await conversation.stop();
     } catch (error) {
-      if (error.status !== 409) this.showAlert(error.message); // 409: it had just finished
+      this.showAlert(error.message);
     } finally {
       this.ui.stop.disabled = false;
       this.render();
     }
+  }
+
+  answerFinished(id, message) {
+    if (this.activeId === id) {
+      if (message.status === "complete") this.announce("Answer complete.");
+      else if (message.status === "interrupted") this.announce("Answer stopped.");
+      else this.announce(`The answer failed: ${message.metadata?.error?.message || "unknown error"}`);
+    }
+    // The auto-title is written after the first exchange, by a worker: look for it now and soon.
+    const refresh = () => this.refreshSessions().catch(() => {});
+    refresh();
+    setTimeout(refresh, TITLE_RECHECK_MS);
+  }
+
+  messageRejected(id, question, error) {
+    if (this.activeId === id && !this.ui.input.value) {
+      this.ui.input.value = question.message; // nothing typed since: give the text back
+      this.autosize();
+    }
+    this.announce(`Not sent: ${error.message}`);
+  }
+
+  retitled(id, title) {
+    const session = this.session(id);
+    if (!session) return;
+    session.title = title;
+    this.render();
   }
 
   // Polling (another browser tab, the auto-title) ----------------------------------------------
@@ -831,9 +598,9 @@ class ChatPanel {
       const before = fingerprint(this.session(this.activeId));
       await this.refreshSessions();
       const id = this.activeId;
-      const state = id && this.states.get(id);
-      if (state && !state.stream && !state.sending) {
-        const stale = state.messages.some((message) => message.status === "streaming");
+      const conversation = id && this.conversations.get(id);
+      if (conversation && !conversation.running) {
+        const stale = conversation.messages.some((message) => message.status === "streaming");
         if (stale || fingerprint(this.session(id)) !== before) await this.loadMessages(id);
       }
       if (this.closedOpen) await this.loadClosed();
@@ -891,7 +658,7 @@ class ChatPanel {
       }
       updateTab(node, session, {
         active: session.id === this.activeId,
-        streaming: Boolean(this.states.get(session.id)?.stream),
+        streaming: Boolean(this.conversations.get(session.id)?.stream),
       });
       const expected = previous ? previous.nextSibling : list.firstChild;
       if (expected !== node) list.insertBefore(node, expected);
@@ -914,7 +681,7 @@ class ChatPanel {
 
   renderMessages(scroll) {
     const ui = this.ui;
-    const state = this.state(this.activeId);
+    const conversation = this.conversation(this.activeId);
     if (this.renderedId !== this.activeId) {
       ui.messages.replaceChildren();
       this.messageNodes = new Map();
@@ -924,14 +691,14 @@ class ChatPanel {
     const nearBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
     const keep = new Set();
     let previous = null;
-    for (const message of state.messages) {
+    for (const message of conversation.messages) {
       keep.add(message.key);
       let node = this.messageNodes.get(message.key);
       if (!node) {
         node = h("li");
         this.messageNodes.set(message.key, node);
         fillMessage(node, message, { idPrefix: this.prefix });
-      } else if (this.dirty.has(message)) {
+      } else if (conversation.dirty.has(message)) {
         fillMessage(node, message, { idPrefix: this.prefix });
       }
       const expected = previous ? previous.nextSibling : ui.messages.firstChild;
@@ -944,16 +711,15 @@ class ChatPanel {
         this.messageNodes.delete(key);
       }
     }
-    this.dirty.clear();
-    ui.older.hidden = !state.olderUrl;
-    ui.empty.hidden = !state.loaded || state.messages.length > 0;
+    conversation.dirty.clear();
+    ui.older.hidden = !conversation.olderUrl;
+    ui.empty.hidden = !conversation.loaded || conversation.messages.length > 0;
     if (scroll === "bottom" || (scroll === "auto" && nearBottom)) scroller.scrollTop = scroller.scrollHeight;
   }
 
   renderComposer() {
     const ui = this.ui;
-    const state = this.activeId && this.state(this.activeId);
-    const running = Boolean(state && (state.stream || state.sending));
+    const running = Boolean(this.activeId && this.conversation(this.activeId).running);
     ui.send.hidden = running;
     ui.stop.hidden = !running;
     ui.send.disabled = !ui.input.value.trim();

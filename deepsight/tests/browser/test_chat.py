@@ -110,6 +110,23 @@ def test_answer_streams_in_pieces_and_shift_enter_makes_a_new_line(logged_in, no
     expect(user_message).to_have_text("Where does photosynthesis happen?\nAnd what does chlorophyll absorb?")
 
 
+def test_what_is_typed_right_after_new_chat_goes_to_the_new_chat(logged_in, notebook, source):
+    older = session_with_messages(notebook, "Older chat", ["Earlier question", "Earlier answer"])
+    page = open_notebook(logged_in, notebook)
+    box = page.get_by_role("textbox", name="Message")
+    box.fill("A draft for the older chat")
+
+    page.get_by_role("button", name="New chat").click()
+    send(page, "Where is chlorophyll?")  # at once, while the new chat is being created
+
+    expect(chat_tabs(page)).to_have_count(2)
+    expect(messages(page).first).to_contain_text("Where is chlorophyll?")
+    expect(answers(page).last).to_have_attribute("data-status", "complete")
+    assert older.messages.count() == 2
+    tab_named(page, "Older chat").click()
+    expect(box).to_have_value("A draft for the older chat")  # each tab keeps its own draft
+
+
 def test_switching_tabs_keeps_each_history_and_loads_older_pages_on_scroll(logged_in, notebook):
     long = session_with_messages(notebook, "Long chat", [f"Long message {n}" for n in range(1, 71)])
     short = session_with_messages(notebook, "Short chat", ["Short question", "Short answer"])
