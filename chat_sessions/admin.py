@@ -6,6 +6,7 @@ Status changes go through the services, so the admin obeys the same rules as the
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.utils.safestring import mark_safe
 
 from chat_sessions import services
 from chat_sessions.models import (
@@ -16,6 +17,7 @@ from chat_sessions.models import (
     SessionChatMessage,
     SessionStatus,
 )
+from chat_sessions.rendering import markdown_to_safe_html
 
 
 class SessionChatMessageInline(admin.TabularInline):
@@ -79,11 +81,24 @@ class SessionChatMessageAdmin(admin.ModelAdmin):
     list_filter = ("status", "sender")
     search_fields = ("message", "session__title")
     list_select_related = ("session",)
-    readonly_fields = ("session", "message_order", "sender", "client_message_id", "timestamp", "updated_at")
+    readonly_fields = (
+        "session",
+        "message_order",
+        "sender",
+        "client_message_id",
+        "timestamp",
+        "updated_at",
+        "rendered",
+    )
     raw_id_fields = ("session",)
 
     def has_add_permission(self, request) -> bool:
         return False  # messages are added by sending them, which keeps their order gap-free
+
+    @admin.display(description="Rendered")
+    def rendered(self, message: SessionChatMessage) -> str:
+        """The Markdown as the reader sees it, sanitised: model and user text never runs as markup."""
+        return mark_safe(markdown_to_safe_html(message.message))  # noqa: S308 - sanitised by nh3
 
 
 @admin.register(RemoteSessionCleanup)
