@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
         "base-uri": ["'self'"],
         "frame-ancestors": ["'none'"],
     },
-    "CONTENT_SECURITY_POLICY_INLINE_STYLE_PATHS": (),
+    "CONTENT_SECURITY_POLICY_PATH_ADDITIONS": (),
     "SECURITY_EXTRA_HEADERS": {},
 }
 
@@ -196,9 +196,11 @@ class SecurityHeadersMiddleware:
     """Adds the Content-Security-Policy and the headers `SecurityMiddleware` does not set.
 
     The policy (`CONTENT_SECURITY_POLICY`, a dict of directives) allows scripts and styles from
-    this site only: no inline script anywhere. The browsable API, the admin and the API docs
-    carry inline `style` attributes, so paths matching `CONTENT_SECURITY_POLICY_INLINE_STYLE_PATHS`
-    also allow inline styles (never inline scripts). A response that set its own policy keeps it.
+    this site only: no inline script anywhere. Third-party pages need a little more, granted by
+    path in `CONTENT_SECURITY_POLICY_PATH_ADDITIONS` (`[(regex, {directive: [sources]})]`): the
+    admin, the browsable API and the API docs carry inline `style` attributes, and the browsable
+    API's "Log out" link one inline handler, allowed by its hash alone. A response that set its
+    own policy keeps it.
     """
 
     sync_capable = True
@@ -229,7 +231,8 @@ class SecurityHeadersMiddleware:
 
 def content_security_policy(path: str) -> str:
     directives = {name: list(sources) for name, sources in _setting("CONTENT_SECURITY_POLICY").items()}
-    inline_style_paths = _compiled(tuple(_setting("CONTENT_SECURITY_POLICY_INLINE_STYLE_PATHS")))
-    if any(pattern.search(path) for pattern in inline_style_paths):
-        directives["style-src"] = [*directives.get("style-src", ["'self'"]), "'unsafe-inline'"]
+    for pattern, additions in _setting("CONTENT_SECURITY_POLICY_PATH_ADDITIONS"):
+        if re.search(pattern, path):
+            for name, sources in additions.items():
+                directives[name] = [*directives.get(name, directives.get("default-src", [])), *sources]
     return "; ".join(" ".join([name, *sources]) for name, sources in directives.items())
