@@ -296,11 +296,9 @@ class ChatPanel {
       /* private mode: the active tab is simply not remembered */
     }
     const conversation = this.conversation(id);
-    if (switching && !keepInput) {
-      this.ui.input.value = conversation.draft;
-      this.autosize();
-    }
+    if (switching && !keepInput) this.ui.input.value = conversation.draft;
     this.render({ scroll: switching ? "bottom" : "auto" });
+    this.autosize();
     if (focusTab) this.focusTab(id);
     await this.loadMessages(id);
   }
@@ -725,9 +723,11 @@ class ChatPanel {
     ui.send.disabled = !ui.input.value.trim();
   }
 
+  /** Grow the composer with its text, up to a limit; empty (or hidden), it is one row. */
   autosize() {
     const input = this.ui.input;
-    input.style.height = "auto";
+    input.style.height = "";
+    if (!input.value || !input.offsetParent) return;
     input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
   }
 

@@ -79,10 +79,13 @@ def test_answer_streams_in_pieces_and_shift_enter_makes_a_new_line(logged_in, no
     page = open_notebook(logged_in, notebook)
     page.get_by_role("button", name="Start chat").click()
     box = page.get_by_role("textbox", name="Message")
+    one_row = box.bounding_box()["height"]
     box.type("Where does photosynthesis happen?")
     box.press("Shift+Enter")
     box.type("And what does chlorophyll absorb?")
     expect(box).to_have_value("Where does photosynthesis happen?\nAnd what does chlorophyll absorb?")
+    assert one_row >= 28  # a whole line of text fits
+    assert box.bounding_box()["height"] > one_row * 1.5  # the box grew with the second line
     expect(messages(page)).to_have_count(0)
     page.evaluate(
         """() => {
