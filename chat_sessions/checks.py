@@ -42,4 +42,13 @@ def check_chat_sessions_settings(app_configs=None, **kwargs):
                 id="chat_sessions.W002",
             )
         )
+    stale = getattr(chat_settings, "STALE_STREAM_AFTER", None)
+    if isinstance(stale, timedelta) and stale.total_seconds() <= chat_settings.MAX_GENERATION_SECONDS:
+        errors.append(
+            Warning(
+                "CHAT_SESSIONS['STALE_STREAM_AFTER'] should be longer than MAX_GENERATION_SECONDS, or the "
+                "housekeeping job may mark a live answer interrupted before it ends itself.",
+                id="chat_sessions.W003",
+            )
+        )
     return errors

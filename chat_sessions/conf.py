@@ -39,7 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "IDLE_TIMEOUT": timedelta(hours=24),
     "AUTO_CLOSE_EXEMPTS_PINNED": True,
     # An assistant message still `streaming` with no write for this long belongs to a dead process.
-    "STALE_STREAM_AFTER": timedelta(minutes=10),
+    # Longer than MAX_GENERATION_SECONDS, so a live generation always ends itself first.
+    "STALE_STREAM_AFTER": timedelta(minutes=15),
     # A generation that runs longer than this is stopped and saved as `error`.
     "MAX_GENERATION_SECONDS": 600,
     # The growing answer is written to the database at least this often (seconds).

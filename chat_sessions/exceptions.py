@@ -38,3 +38,9 @@ class NoGenerationRunning(ChatError):
     status_code = 409
     code = "no_generation_running"
     default_message = "Nothing is being generated in this session."
+
+
+class NothingToTitle(ChatError):
+    status_code = 409
+    code = "nothing_to_title"
+    default_message = "This session has no complete answer yet to make a title from."

@@ -283,7 +283,11 @@ def messages_flush(*, texts: Mapping[int, tuple[str, str]]) -> None:
 def message_finish(
     *, message_id: int, text: str, status: str, metadata: Mapping[str, Any]
 ) -> SessionChatMessage | None:
-    """Save an answer's final text and status; the first complete answer asks for a title."""
+    """Save an answer's final text and status; a complete answer in an untitled session asks for a title.
+
+    Not only the first exchange: when the first answer failed, the first one that completes names
+    the session.
+    """
     now = timezone.now()
     with transaction.atomic():
         SessionChatMessage.objects.filter(pk=message_id).update(
@@ -293,7 +297,7 @@ def message_finish(
         if message is None:  # the session was deleted while it streamed
             return None
         ChatSession.objects.filter(pk=message.session_id).update(last_activity=now)
-        if status == MessageStatus.COMPLETE and message.message_order == 2:
+        if status == MessageStatus.COMPLETE and message.session.title_source == TitleSource.DEFAULT:
             session_title_schedule(session_id=message.session_id)
     return message
 

@@ -32,7 +32,7 @@ from chat_sessions.api.serializers import (
     MessageSerializer,
     TurnSerializer,
 )
-from chat_sessions.exceptions import ChatError
+from chat_sessions.exceptions import ChatError, NothingToTitle
 from chat_sessions.models import ChatSession, SessionChatMessage
 
 RECENT_MESSAGES = 50
@@ -251,10 +251,20 @@ class SessionStopView(ChatAPIMixin, APIView):
 
 
 class SessionTitleView(ChatAPIMixin, APIView):
-    """Generate the session's title again from its first exchange (unless the user named it)."""
+    """Generate the session's title again from its first complete exchange.
 
-    @extend_schema(request=None, responses={202: inline_serializer("TitleQueued", {"detail": serializers.CharField()})})
+    Asking is the user's latest word, so it replaces a title they set themselves too. A session
+    with no complete answer yet has nothing to be named from: 409.
+    """
+
+    @extend_schema(
+        request=None,
+        responses={
+            202: inline_serializer("TitleQueued", {"detail": serializers.CharField()}),
+            409: OpenApiResponse(description="No complete answer yet to make a title from."),
+        },
+    )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        session = self.session_or_404()
-        services.session_title_regenerate(session=session)
+        if not services.session_title_regenerate(session=self.session_or_404()):
+            raise NothingToTitle()
         return Response({"detail": "A new title is being generated."}, status=status.HTTP_202_ACCEPTED)

@@ -101,10 +101,11 @@ def test_an_unfinished_first_answer_asks_for_no_title(delays, django_capture_on_
     assert delays == []
 
 
-def test_a_later_answer_asks_for_no_title(delays, django_capture_on_commit_callbacks):
+def test_a_later_answer_in_a_titled_session_asks_for_no_title(delays, django_capture_on_commit_callbacks):
     session = ChatSessionFactory()
     with django_capture_on_commit_callbacks(execute=True):
         turn_finished(session, status=MessageStatus.COMPLETE)
+    services.session_title_apply(session_id=session.pk, title="Named by the worker")
     delays.clear()
 
     with django_capture_on_commit_callbacks(execute=True):

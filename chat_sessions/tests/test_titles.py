@@ -368,7 +368,8 @@ def test_asking_for_a_title_before_any_answer_changes_nothing(title_llm, owner_c
     response = owner_client.post(title_url(session))
 
     session.refresh_from_db()
-    assert response.status_code == 202
+    assert response.status_code == 409
+    assert response.json()["code"] == "nothing_to_title"
     assert (session.title, session.title_source) == ("Mine", TitleSource.USER)
     assert title_llm.requests == []
 

@@ -144,3 +144,22 @@ def test_concurrent_retries_of_one_turn_store_it_once(user):
     assert orders(session) == [1, 2]
     assert len({r.user_message.pk for r in results}) == 1
     assert sum(not r.replayed for r in results) == 1
+
+
+def test_a_session_whose_first_answer_failed_is_named_by_its_first_complete_one(
+    session, user, django_capture_on_commit_callbacks
+):
+    failed = turn_start(session=session, user=user, text="first try")
+    with django_capture_on_commit_callbacks(execute=True):
+        message_finish(message_id=failed.assistant_message.pk, text="", status=MessageStatus.ERROR, metadata={})
+    second = turn_start(session=session, user=user, text="How do plants turn sunlight into sugar?")
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        message_finish(
+            message_id=second.assistant_message.pk, text="Photosynthesis.", status=MessageStatus.COMPLETE, metadata={}
+        )
+
+    session.refresh_from_db()
+    assert len(callbacks) == 1
+    assert session.title_source == "auto"
+    assert session.title != "New Chat"

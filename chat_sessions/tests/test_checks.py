@@ -1,0 +1,40 @@
+"""System checks catch a misconfigured CHAT_SESSIONS at start-up."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from chat_sessions.checks import check_chat_sessions_settings
+
+
+def ids(settings, **overrides) -> set[str]:
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, **overrides}
+    return {message.id for message in check_chat_sessions_settings()}
+
+
+def test_the_project_configuration_passes(settings):
+    assert ids(settings) == set()
+
+
+def test_an_unknown_container_model_is_an_error(settings):
+    assert "chat_sessions.E001" in ids(settings, CONTAINER_MODEL="nowhere.Thing")
+
+
+def test_a_backend_that_does_not_import_is_an_error(settings):
+    assert "chat_sessions.E002" in ids(settings, AGENT_BACKEND="nowhere.Agent")
+
+
+def test_a_duration_that_is_not_a_timedelta_is_an_error(settings):
+    assert "chat_sessions.E003" in ids(settings, IDLE_TIMEOUT=24)
+
+
+def test_an_unknown_key_is_a_warning(settings):
+    assert "chat_sessions.W001" in ids(settings, IDLE_TIMEOUTS=timedelta(hours=1))
+
+
+def test_a_slow_flush_is_a_warning(settings):
+    assert "chat_sessions.W002" in ids(settings, FLUSH_INTERVAL=5)
+
+
+def test_a_stale_limit_shorter_than_a_generation_is_a_warning(settings):
+    assert "chat_sessions.W003" in ids(settings, STALE_STREAM_AFTER=timedelta(minutes=5), MAX_GENERATION_SECONDS=600)
