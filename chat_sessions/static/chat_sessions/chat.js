@@ -285,7 +285,7 @@ class ChatPanel {
     this.conversations.delete(id);
   }
 
-  async activate(id, { focusTab = false, keepInput = false } = {}) {
+  async activate(id, { focusTab = false, keepInput = false, load = true } = {}) {
     if (!this.session(id)) return;
     const switching = this.activeId !== id;
     if (this.activeId && switching && !keepInput) this.conversation(this.activeId).draft = this.ui.input.value;
@@ -300,7 +300,7 @@ class ChatPanel {
     this.render({ scroll: switching ? "bottom" : "auto" });
     this.autosize();
     if (focusTab) this.focusTab(id);
-    await this.loadMessages(id);
+    if (load) await this.loadMessages(id);
   }
 
   async createSession() {
@@ -315,8 +315,8 @@ class ChatPanel {
     try {
       const { session } = await sendJSON(this.sessionsUrl, "POST", {});
       this.sessions = pinnedFirst([session, ...this.sessions.filter((known) => known.id !== session.id)]);
-      this.conversation(session.id).loaded = true; // a new session has no messages to fetch
-      await this.activate(session.id, { keepInput: true });
+      this.conversation(session.id).loaded = true;
+      await this.activate(session.id, { keepInput: true, load: false }); // nothing to fetch yet
       this.ui.input.focus();
       this.announce(`New chat “${session.title}” opened.`);
     } catch (error) {

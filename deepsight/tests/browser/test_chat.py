@@ -264,6 +264,18 @@ def test_tabs_are_a_keyboard_tablist(logged_in, notebook):
     page.keyboard.press("Enter")
     expect(chat_tabs(page)).to_have_count(4)
     expect(active_tab(page)).to_have_text("New Chat")
+    expect(page.get_by_role("textbox", name="Message")).to_be_focused()
+
+    active_tab(page).focus()
+    page.keyboard.press("F2")
+    page.keyboard.type("Keyboard only")
+    page.keyboard.press("Enter")
+    expect(active_tab(page)).to_have_text("Keyboard only")
+    expect(active_tab(page)).to_be_focused()
+    page.keyboard.press("Delete")
+    expect(chat_tabs(page)).to_have_text(["Gamma", "Beta", "Alpha"])
+    expect(active_tab(page)).to_be_focused()  # focus moves to the tab that became active
+    expect(active_tab(page)).to_have_text("Gamma")
 
 
 def test_stop_keeps_the_partial_answer(logged_in, notebook, source, slow_agent):
