@@ -370,3 +370,30 @@ def test_a_refused_message_is_shown_in_the_conversation(logged_in, notebook):
     expect(failed.get_by_role("alert")).to_contain_text("Not sent: This session is archived")
     expect(page.get_by_role("textbox", name="Message")).to_have_value("Another question")
     assert not SessionChatMessage.objects.filter(message="Another question").exists()
+
+
+def test_a_cut_stream_resumes_after_the_last_event_received(logged_in, notebook, source, settings):
+    settings.LOCAL_AGENT_TOKEN_DELAY = 0.01
+    page = open_notebook(logged_in, notebook)
+    page.get_by_role("button", name="Start chat").click()
+
+    def cut_after_five_events(route):
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        frames = route.fetch().text().split("\n\n")
+        route.fulfill(status=200, content_type="text/event-stream", body="\n\n".join(frames[:5]) + "\n\n")
+
+    page.route("**/messages/", cut_after_five_events)
+    resumed_after: list[str] = []
+    page.on("request", lambda r: r.url.endswith("/stream/") and resumed_after.append(r.headers.get("last-event-id")))
+
+    send(page, "Tell me about photosynthesis, chlorophyll and the Calvin cycle")
+
+    answer = answers(page).last
+    expect(answer).to_have_attribute("data-status", "complete")
+    assert resumed_after == ["5"]  # the stream route, after the last event the page had
+    text = answer.locator(".chat-markdown").inner_text()
+    assert text.count("Photosynthesis is the process") == 1
+    assert "starch or burns for energy." in text
+    expect(answer.get_by_role("region", name="Sources")).to_contain_text("Plant notes")
