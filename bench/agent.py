@@ -1,0 +1,50 @@
+"""The agent deepsight's send endpoint answers with during the benchmarks: RAGFlow's agent stream, read lean.
+
+It posts the question to `BENCH_UPSTREAM_URL` (the fake upstream, `bench.upstream`) the way a
+RAGFlow agent completion is asked for, and turns the `data:{"event":"message",...}` frames into
+token events with the project's own HTTP pool and SSE reader (`chat_sessions.agents.http`), so the
+path measured is the one a RAGFlow backend takes. The project's RAGFlow backend
+(`notebooks/ragflow/`) was still being written when these benchmarks were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from django.conf import settings
+
+from chat_sessions.agents.base import AgentBackend, AgentError, AgentEvent, ReferenceEvent, TokenEvent, Turn
+from chat_sessions.agents.http import http_session, sse_json_frames
+
+
+class BenchRagFlowAgent(AgentBackend):
+    """Streams the fake upstream's tokens; the question says how many and how fast (`n=500 d=20`)."""
+
+    name = "bench-ragflow"
+
+    async def stream_reply(self, *, turn: Turn) -> AsyncIterator[AgentEvent]:
+        url = f"{settings.BENCH_UPSTREAM_URL}/api/v1/agents/bench/completions"
+        body = {"question": turn.question, "stream": True}
+        try:
+            async with http_session().post(url, json=body, headers={"Authorization": "Bearer bench"}) as response:
+                if response.status >= 400:
+                    raise AgentError(f"The agent answered HTTP {response.status}.")
+                async for frame in sse_json_frames(response):
+                    event = frame.get("event")
+                    data = frame.get("data") or {}
+                    if event == "message":
+                        content = data.get("content")
+                        if content:
+                            yield TokenEvent(content)
+                    elif event == "message_end":
+                        chunks = (data.get("reference") or {}).get("chunks") or {}
+                        if chunks:
+                            yield ReferenceEvent(
+                                [
+                                    {"title": chunk.get("document_name", ""), "snippet": chunk.get("content", "")}
+                                    for chunk in chunks.values()
+                                ]
+                            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise AgentError("The agent could not be reached.", code="upstream_unavailable") from exc

@@ -1,0 +1,81 @@
+"""The benchmarks still run: `python -m bench` at a toy scale, every section, on a SQLite file of its own.
+
+It proves the machinery (servers, load client, seeding, writers, report), never the numbers: no
+assertion here is about time, so a slow or busy CI machine cannot fail it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict:
+    directory = tmp_path_factory.mktemp("bench")
+    env = {
+        **os.environ,
+        "BENCH_DATABASE_URL": f"sqlite:///{directory / 'bench.sqlite3'}",
+        "BENCH_REDIS_URL": "",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--scale", "toy", "--results-dir", str(directory)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (directory / "results.md").read_text().startswith("## Benchmark results")
+    return json.loads((directory / "results.json").read_text())
+
+
+def test_every_section_is_in_the_results(results):
+    assert {"proxy", "api", "turns", "machine", "bars"} <= set(results)
+    assert "errors" not in results
+
+
+def test_every_load_delivers_tokens_every_way(results):
+    for load in results["proxy"]["loads"]:
+        assert [row["way"] for row in load["ways"]] == ["direct", "bare", "deepsight"]
+        for row in load["ways"]:
+            assert row["tokens"] > 0, (load["name"], row)
+            assert row["errors"] == 0, (load["name"], row["error_samples"])
+
+
+def test_deepsight_saves_every_answer_it_streams(results):
+    for load in results["proxy"]["loads"]:
+        deepsight = load["ways"][-1]
+        assert deepsight["persisted_complete"] == load["streams"]
+
+
+def test_the_api_section_seeds_and_lands_on_the_deep_pages(results):
+    api = results["api"]
+    assert api["seed"]["sessions"] > 0
+    assert api["seed"]["messages"] > 0
+    assert api["queries"]["sessions_deep_lands"]
+    assert api["queries"]["messages_deep_lands"]
+    assert api["rps"]["list"] > 0
+    assert api["rps"]["values"] > 0
+
+
+def test_turn_creation_leaves_no_gaps_or_duplicates(results):
+    ordered = [c for c in results["turns"]["configurations"] if c["mode"] == "ordered"]
+    assert ordered
+    assert all(c["turns"] > 0 for c in results["turns"]["configurations"])
+    assert all(c["check"]["missing"] == 0 and c["check"]["duplicates"] == 0 for c in ordered)
+
+
+def test_every_bar_has_a_row(results):
+    assert len(results["bars"]) == 10
