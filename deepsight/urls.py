@@ -17,6 +17,8 @@ urlpatterns = [
     path("healthz/", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("notebooks.api.urls")),
+    # The reusable chat app, with notebooks as its containers.
+    path("api/v1/notebooks/<uuid:container_id>/chat/", include("chat_sessions.api.urls")),
     path("api/v1/auth/", include("rest_framework.urls", namespace="rest_framework")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script from a URL, so the page needs no inline script (CSP).

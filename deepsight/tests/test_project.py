@@ -89,3 +89,22 @@ def test_swagger_ui_is_served_without_a_cdn(client, django_user_model):
     assert "swagger-ui" in page
     assert "cdn" not in page.lower()
     assert "/static/drf_spectacular_sidecar/" in page
+
+
+def test_collected_chat_modules_import_their_hashed_siblings(tmp_path, settings):
+    settings.STATIC_ROOT = str(tmp_path)
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "deepsight.storage.StaticFilesStorage"}}
+
+    call_command("collectstatic", "--noinput", "-v0")
+
+    manifest = json.loads((tmp_path / "staticfiles.json").read_text())["paths"]
+    hashed_chat = (tmp_path / manifest["chat_sessions/chat.js"]).read_text()
+    assert f'from "./{Path(manifest["chat_sessions/api.js"]).name}"' in hashed_chat
+    assert 'from "./api.js"' not in hashed_chat
+
+
+def test_api_url_names_do_not_clash_with_page_names():
+    from django.urls import reverse
+
+    assert reverse("notebook-list") == "/"
+    assert reverse("notebooks_api:notebook-list") == "/api/v1/notebooks/"

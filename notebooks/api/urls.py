@@ -1,8 +1,10 @@
-"""URLs of the notebooks API, and the chat API nested under each notebook."""
+"""URLs of the notebooks API (names under the `notebooks_api` namespace)."""
 
-from django.urls import include, path
+from django.urls import path
 
 from notebooks.api.views import NotebookViewSet, SourceViewSet
+
+app_name = "notebooks_api"
 
 notebook_list = NotebookViewSet.as_view({"get": "list", "post": "create"})
 notebook_detail = NotebookViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"})
@@ -14,5 +16,4 @@ urlpatterns = [
     path("notebooks/<uuid:notebook_id>/", notebook_detail, name="notebook-detail"),
     path("notebooks/<uuid:notebook_id>/sources/", source_list, name="source-list"),
     path("notebooks/<uuid:notebook_id>/sources/<uuid:source_id>/", source_detail, name="source-detail"),
-    path("notebooks/<uuid:container_id>/chat/", include("chat_sessions.api.urls")),
 ]
