@@ -34,4 +34,4 @@ CHAT_SESSIONS = {
 }
 
 # WhiteNoise warns when STATIC_ROOT is missing; tests never collect static files.
-Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # noqa: F405
+Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
