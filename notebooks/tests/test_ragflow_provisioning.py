@@ -327,3 +327,18 @@ def test_a_source_that_failed_can_be_sent_again_from_the_admin(
     source.refresh_from_db()
     assert (source.parse_status, source.last_error, source.chunk_count) == (ParseStatus.READY, "", 2)
     assert len(ragflow.documents) == 1  # parsed again, not uploaded again
+
+
+def test_a_file_gone_from_storage_ends_its_source_in_error_instead_of_crashing(
+    notebook, ragflow, django_capture_on_commit_callbacks
+):
+    upload = SimpleUploadedFile("gone.md", b"# Soon gone", content_type="text/markdown")
+    with django_capture_on_commit_callbacks(execute=False):
+        source = services.source_create_file(notebook=notebook, upload=upload)
+    source.file.storage.delete(source.file.name)
+
+    tasks.source_upload.delay(source_id=str(source.pk))
+
+    source.refresh_from_db()
+    assert (source.parse_status, source.last_error) == (ParseStatus.ERROR, "The stored file could not be read.")
+    assert ragflow.documents == {}
