@@ -15,6 +15,7 @@ from chat_sessions.tests.factories import (
     SourceFactory,
     UserFactory,
 )
+from notebooks.tests.conftest import eager_retries, fake_ragflow, ragflow  # noqa: F401  (the RAGFlow fixtures)
 
 
 @dataclass

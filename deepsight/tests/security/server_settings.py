@@ -1,0 +1,20 @@
+"""Settings for a deepsight web process the security tests start, kill and restart.
+
+The test settings, with the OpenAI-compatible agent pointed at the fake upstream the test runs
+(`DEEPSIGHT_TEST_OPENAI_URL`), so the process streams answers the test controls.
+"""
+
+import os
+
+from deepsight.settings_test import *  # noqa: F403
+from deepsight.settings_test import CHAT_SESSIONS
+
+CHAT_SESSIONS = {
+    **CHAT_SESSIONS,
+    "AGENT_BACKEND": "chat_sessions.agents.openai.OpenAICompatibleAgent",
+    "OPENAI": {
+        "BASE_URL": os.environ.get("DEEPSIGHT_TEST_OPENAI_URL", ""),
+        "API_KEY": "sk-test-secret",
+        "MODEL": "fake-model",
+    },
+}

@@ -1,0 +1,303 @@
+"""Faults survived, nothing lost: every way an upstream, a browser or the database can fail mid-turn.
+
+For each fault the tests say what the user sees (the stream's last event), what is stored (the
+answer's status and text) and that the next message in the same session works, over real sockets
+to uvicorn with the fake OpenAI-compatible server and the fake RAGFlow. Where an existing test
+already pins one aspect (chat_sessions/tests/test_streaming_live.py), this table adds the others.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+from django.db import OperationalError
+
+from chat_sessions.agents.registry import agent_backends_reset
+from chat_sessions.models import MessageStatus, SessionChatMessage
+from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory
+from deepsight.testing.servers import free_socket
+from deepsight.tests.security.live import assert_turns_whole, nothing_streams, send, session_url, wait_for
+from notebooks import services as notebook_services
+from notebooks.ragflow.agent import BROKE_OFF, TOO_SLOW, UNREACHABLE
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TOKENS = ["one ", "two ", "three ", "four "]
+
+
+@pytest.fixture
+def session(user):
+    return ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user)
+
+
+def answer(events) -> SessionChatMessage:
+    return SessionChatMessage.objects.get(pk=events[0].data["assistant_message_id"])
+
+
+def assert_next_message_works(server, session, token, fake, *, tokens=("Fine", " now.")):
+    if fake is not None:
+        fake.script(tokens=list(tokens))
+    events = list(send(server.url, session, token, "And now?"))
+    assert events[-1].type == "done", events[-1].data
+    assert events[-1].data["message"]["status"] == "complete"
+    assert_turns_whole(session)
+    return events
+
+
+def closed_port_url() -> str:
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}/v1"
+
+
+# The OpenAI-compatible upstream
+# ------------------------------------------------------------------------------
+
+OPENAI_FAULTS = {
+    # fault: (script, what the user sees: code, the text kept)
+    "refuses-with-http-500": ({"status": 500}, "upstream_error", ""),
+    "refuses-our-key": ({"status": 401}, "upstream_auth", ""),
+    "times-out-before-the-first-token": ({"first_token_delay": 3}, "upstream_unavailable", ""),
+    # Open, silent, and never a `[DONE]`: the read timeout ends it.
+    "goes-silent-and-never-sends-the-terminator": ({"delay": 3}, "upstream_unavailable", "one "),
+    "dies-after-two-tokens": ({"fail_after": 2}, "upstream_unavailable", "one two "),
+    "sends-a-code-500-frame": ({"error_after": 2}, "upstream_error", "one two "),
+    "sends-malformed-json": ({"malformed_after": 2}, "upstream_protocol", "one two "),
+}
+
+
+@pytest.mark.parametrize("fault", list(OPENAI_FAULTS))
+def test_an_openai_upstream_fault_is_an_error_event_the_text_so_far_is_kept_and_the_chat_goes_on(
+    live_server_asgi, openai_agent, settings, session, user_token, fault
+):
+    script, code, kept = OPENAI_FAULTS[fault]
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "HTTP_READ_TIMEOUT": 0.5}
+    openai_agent.script(tokens=TOKENS, **script)
+
+    events = list(send(live_server_asgi.url, session, user_token))
+
+    assert events[-1].type == "error"
+    assert events[-1].data["code"] == code
+    shown = json.dumps([event.data for event in events])
+    assert "upstream says no" not in shown  # the upstream's own error text stays in the logs
+    assert "model overloaded" not in shown
+    assert "sk-test-secret" not in shown
+    saved = answer(events)
+    assert (saved.status, saved.message) == (MessageStatus.ERROR, kept)
+    assert saved.metadata["error"]["code"] == code
+    assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
+
+
+def test_an_unreachable_openai_upstream_is_an_error_and_the_chat_goes_on(
+    live_server_asgi, openai_agent, settings, session, user_token
+):
+    working = settings.CHAT_SESSIONS["OPENAI"]
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "OPENAI": {**working, "BASE_URL": closed_port_url()}}
+
+    events = list(send(live_server_asgi.url, session, user_token))
+
+    assert [event.type for event in events] == ["start", "error"]
+    assert events[-1].data["code"] == "upstream_unavailable"
+    assert answer(events).status == MessageStatus.ERROR
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "OPENAI": working}
+    assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
+
+
+def test_a_stream_closed_without_done_after_its_final_frame_is_a_whole_answer(
+    live_server_asgi, openai_agent, session, user_token
+):
+    openai_agent.script(tokens=TOKENS, no_terminator=True)
+
+    events = list(send(live_server_asgi.url, session, user_token))
+
+    # finish_reason "stop" and the usage frame came; only `data: [DONE]` is missing.
+    assert events[-1].type == "done"
+    assert (answer(events).status, answer(events).message) == (MessageStatus.COMPLETE, "".join(TOKENS))
+    assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
+
+
+# The browser going away
+# ------------------------------------------------------------------------------
+
+
+STAGES = {"before-any-event": 0, "after-start": 1, "mid-answer": 4, "after-the-last-token": 11}
+
+
+@pytest.mark.parametrize("events_read", list(STAGES.values()), ids=list(STAGES))
+def test_a_browser_that_leaves_at_any_stage_still_gets_the_whole_answer_stored(
+    live_server_asgi, openai_agent, session, user_token, events_read
+):
+    tokens = [f"t{i} " for i in range(10)]
+    openai_agent.script(tokens=tokens, delay=0.03)
+
+    stream = send(live_server_asgi.url, session, user_token)
+    seen = []
+    for event in stream:
+        if len(seen) == events_read:
+            break
+        seen.append(event)
+    stream.close()
+
+    assert wait_for(lambda: SessionChatMessage.objects.filter(session=session).count() == 2)
+    assert wait_for(lambda: nothing_streams(session))
+    saved = SessionChatMessage.objects.get(session=session, message_order=2)
+    assert (saved.status, saved.message) == (MessageStatus.COMPLETE, "".join(tokens))
+    assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
+
+
+def test_a_browser_that_leaves_while_its_turn_is_being_stored_still_gets_the_answer(
+    live_server_asgi, openai_agent, session, user_token, monkeypatch
+):
+    from chat_sessions.agents.openai import OpenAICompatibleAgent
+
+    prepared = threading.Event()
+
+    def slow_prepare(self, *, session, question):
+        prepared.set()
+        time.sleep(0.5)  # the browser is gone by the time the turn is ready
+        return {}
+
+    monkeypatch.setattr(OpenAICompatibleAgent, "prepare_turn", slow_prepare)
+    openai_agent.script(tokens=["Still", " answered."])
+    body = json.dumps({"message": "Anyone there?"}).encode()
+    head = (
+        f"POST {session_url('', session)}messages/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Token {user_token}\r\nContent-Type: application/json\r\n"
+        f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+    with socket.create_connection(("127.0.0.1", live_server_asgi.port), timeout=10) as sock:
+        sock.sendall(head + body)
+        assert prepared.wait(10)
+    # closed before any byte of the answer came back
+
+    assert wait_for(lambda: SessionChatMessage.objects.filter(session=session, message_order=2).exists())
+    assert wait_for(lambda: nothing_streams(session))
+    saved = SessionChatMessage.objects.get(session=session, message_order=2)
+    assert (saved.status, saved.message) == (MessageStatus.COMPLETE, "Still answered.")
+    monkeypatch.undo()
+    assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
+
+
+# The database connection dropping
+# ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def flaky_database(monkeypatch):
+    """The first two batch writes of streaming text and the first final write fail as on a dropped connection."""
+    from chat_sessions import services
+
+    failures = {"messages_flush": 2, "message_finish": 1}
+    real = {name: getattr(services, name) for name in failures}
+    lock = threading.Lock()
+
+    def failing(name):
+        def call(**kwargs):
+            with lock:
+                if failures[name] > 0:
+                    failures[name] -= 1
+                    raise OperationalError("server closed the connection unexpectedly")
+            return real[name](**kwargs)
+
+        call.__name__ = name
+        return call
+
+    for name in failures:
+        monkeypatch.setattr(services, name, failing(name))
+    return failures
+
+
+def test_a_dropped_database_connection_during_flushes_and_the_final_write_loses_nothing(
+    live_server_asgi, openai_agent, session, user_token, flaky_database
+):
+    tokens = [f"w{i} " for i in range(20)]
+    openai_agent.script(tokens=tokens, delay=0.05)
+
+    events = list(send(live_server_asgi.url, session, user_token))
+
+    assert flaky_database == {"messages_flush": 0, "message_finish": 0}  # every fault was hit
+    assert events[-1].type == "done"
+    saved = answer(events)
+    assert (saved.status, saved.message) == (MessageStatus.COMPLETE, "".join(tokens))
+    assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
+
+
+@pytest.mark.postgres
+def test_postgres_killing_every_other_connection_mid_answer_loses_nothing(
+    live_server_asgi, openai_agent, session, user_token
+):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL); CI runs it there")
+    tokens = [f"w{i} " for i in range(30)]
+    openai_agent.script(tokens=tokens, delay=0.05)
+
+    stream = iter(send(live_server_asgi.url, session, user_token))
+    first = [next(stream) for _ in range(8)]
+    assert wait_for(lambda: answer(first).message != "")  # a flush went through the persistence thread
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        killed = cursor.fetchone()[0]
+    rest = list(stream)
+
+    assert killed >= 1
+    assert rest[-1].type == "done"
+    saved = answer(first)
+    assert (saved.status, saved.message) == (MessageStatus.COMPLETE, "".join(tokens))
+    assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
+
+
+# The RAGFlow upstream
+# ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ragflow_chat(ragflow, user):
+    notebook = notebook_services.notebook_create(owner=user, name="Botany")
+    notebook_services.source_create_text(
+        notebook=notebook, title="Notes", content="Photosynthesis converts light energy into chemical energy."
+    )
+    return ChatSessionFactory(container=notebook, created_by=user)
+
+
+RAGFLOW_FAULTS = {
+    "refuses-with-an-html-502": ("fail", {"status": 502, "code": None}, UNREACHABLE, ""),
+    "times-out-before-the-first-token": ("script", {"first_token_delay": 3}, TOO_SLOW, ""),
+    "dies-after-two-tokens": ("script", {"drop_after": 2}, BROKE_OFF, "one two "),
+    "sends-a-code-500-frame": ("script", {"error_after": 2}, BROKE_OFF, "one two "),
+    # Open, silent, and never a `message_end` or `[DONE]`: the read timeout ends it.
+    "goes-silent-and-never-sends-the-terminator": ("script", {"delay": 3}, TOO_SLOW, "one "),
+}
+
+
+@pytest.mark.parametrize("fault", list(RAGFLOW_FAULTS))
+def test_a_ragflow_fault_is_an_error_event_the_text_so_far_is_kept_and_the_chat_goes_on(
+    live_server_asgi, ragflow, ragflow_chat, settings, user_token, fault
+):
+    how, options, message, kept = RAGFLOW_FAULTS[fault]
+    settings.RAGFLOW_STREAM_READ_TIMEOUT = 0.5
+    settings.RAGFLOW_RETRY_BACKOFF = 0.01
+    agent_backends_reset()
+    if how == "fail":
+        ragflow.fail("POST", r"/api/v1/agents/[^/]+/completions", times=1, **options)
+    else:
+        ragflow.script(tokens=TOKENS, **options)
+
+    events = list(send(live_server_asgi.url, ragflow_chat, user_token))
+
+    assert events[-1].type == "error"
+    assert events[-1].data["message"] == message
+    assert "Bad Gateway" not in json.dumps([event.data for event in events])
+    saved = answer(events)
+    assert (saved.status, saved.message) == (MessageStatus.ERROR, kept)
+    assert_next_message_works(live_server_asgi, ragflow_chat, user_token, ragflow, tokens=("Light", " to sugar."))
