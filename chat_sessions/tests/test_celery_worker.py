@@ -25,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import kombu.pools
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -72,10 +73,16 @@ def broker(request, tmp_path) -> Broker:
 
 
 def _celery_pools_reset() -> None:
+    """Forget every connection and producer pool, the app's and kombu's process-wide ones.
+
+    kombu keeps producer pools per connection in a global registry; left holding a closed pool,
+    every later `.delay()` from another thread fails with "Acquire on closed pool".
+    """
     if celery_app._pool is not None:
         celery_app._pool.force_close_all()
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
+    kombu.pools.reset()
 
 
 @contextmanager
