@@ -21,6 +21,14 @@ logger = logging.getLogger(__name__)
 
 PING = b": ping\n\n"
 TERMINAL_TYPES = frozenset({"done", "error"})
+#: Seconds between two writes of the Redis mirror. Each write carries every answer's new events
+#: as one entry, so Redis costs one command per answer per interval instead of one per token; a
+#: reconnect served by another process sees events at most this much later.
+MIRROR_INTERVAL = 0.25
+
+
+#: `json.dumps` builds a new encoder on every call made with options; this one is built once.
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def sse_frame(seq: int, data: str) -> bytes:
@@ -28,26 +36,29 @@ def sse_frame(seq: int, data: str) -> bytes:
 
 
 class StreamLog:
-    """The events of one answer in this process, and a future to wake its watchers."""
+    """The events of one answer in this process, and the futures of those waiting for the next one."""
 
-    __slots__ = ("_waiter", "final", "finished", "frames")
+    __slots__ = ("_waiters", "final", "finished", "frames")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.final: dict[str, Any] | None = None
         self.finished = False
-        self._waiter: asyncio.Future | None = None
+        self._waiters: list[asyncio.Future] = []
 
     def append(self, frame: bytes) -> None:
         self.frames.append(frame)
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def changed(self) -> asyncio.Future:
-        if self._waiter is None:
-            self._waiter = asyncio.get_running_loop().create_future()
-        return self._waiter
+        """A future of the caller's own, done at the next event: cancelling it disturbs no one else."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
 
 
 class ChannelHub:
@@ -67,7 +78,7 @@ class ChannelHub:
     def publish(self, message_id: int, payload: dict[str, Any]) -> int:
         log = self._logs[message_id]
         seq = len(log.frames) + 1
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        data = _to_json(payload)
         log.append(sse_frame(seq, data))
         if self.redis is not None:
             self.redis.mirror(message_id, seq, data, payload.get("type") in TERMINAL_TYPES)
@@ -82,7 +93,7 @@ class ChannelHub:
         retention = chat_settings.STREAM_RETENTION.total_seconds()
         asyncio.get_running_loop().call_later(retention, self._logs.pop, message_id, None)
 
-    async def subscribe(self, message_id: int, after: int = 0) -> AsyncIterator[bytes]:
+    def subscribe(self, message_id: int, after: int = 0) -> AsyncIterator[bytes]:
         """SSE bytes of the events after `after`, then live ones, ending with `done` or `error`.
 
         Yields `PING` after `PING_INTERVAL` seconds of silence. Falls back to Redis (another
@@ -90,9 +101,10 @@ class ChannelHub:
         """
         log = self._logs.get(message_id)
         if log is not None:
-            async for chunk in _follow_local(log, after):
-                yield chunk
-            return
+            return _follow_local(log, after)
+        return self._follow_elsewhere(message_id, after)
+
+    async def _follow_elsewhere(self, message_id: int, after: int) -> AsyncIterator[bytes]:
         if self.redis is not None and await self.redis.exists(message_id):
             async for chunk in self.redis.follow(message_id, after):
                 yield chunk
@@ -101,23 +113,59 @@ class ChannelHub:
             yield chunk
 
 
+class _Pinger:
+    """Wakes one watcher with `PING` once `interval` seconds pass with nothing sent to it.
+
+    One timer per interval rather than one armed and cancelled around every wait: with many
+    streams and a token every few milliseconds, those per-wait timers cost a large share of the CPU.
+    """
+
+    __slots__ = ("_interval", "_log", "_loop", "_timer", "last_sent", "waiter")
+
+    def __init__(self, log: StreamLog, interval: float) -> None:
+        self._log = log
+        self._interval = interval
+        self._loop = asyncio.get_running_loop()
+        self.last_sent = self._loop.time()
+        self.waiter: asyncio.Future | None = None
+        self._timer = self._loop.call_at(self.last_sent + interval, self._due)
+
+    def _due(self) -> None:
+        now = self._loop.time()
+        due = self.last_sent + self._interval
+        if now >= due:
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(PING)
+            due = now + self._interval
+        if not self._log.finished:  # a watcher that is never closed stops being pinged here
+            self._timer = self._loop.call_at(due, self._due)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+
 async def _follow_local(log: StreamLog, after: int) -> AsyncIterator[bytes]:
     position = max(after, 0)
-    ping = chat_settings.PING_INTERVAL
-    while True:
-        frames = log.frames
-        if position < len(frames):
-            # Everything that arrived since the last send goes out as one write.
-            chunk = frames[position] if len(frames) - position == 1 else b"".join(frames[position:])
-            position = len(frames)
-            yield chunk
-            continue
-        if log.finished:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(log.changed()), ping)
-        except TimeoutError:
-            yield PING
+    pinger = _Pinger(log, chat_settings.PING_INTERVAL)
+    clock = asyncio.get_running_loop().time
+    try:
+        while True:
+            frames = log.frames
+            if position < len(frames):
+                # Everything that arrived since the last send goes out as one write.
+                chunk = frames[position] if len(frames) - position == 1 else b"".join(frames[position:])
+                position = len(frames)
+                yield chunk
+                pinger.last_sent = clock()
+                continue
+            if log.finished:
+                return
+            pinger.waiter = log.changed()
+            if await pinger.waiter is PING:
+                yield PING
+                pinger.last_sent = clock()
+    finally:
+        pinger.stop()
 
 
 async def _follow_database(message_id: int, after: int) -> AsyncIterator[bytes]:
@@ -158,7 +206,8 @@ class RedisStreams:
         self.url = url
         self.prefix = prefix
         self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._queue: asyncio.Queue | None = None
+        self._pending: list[tuple[int, int, str, bool]] = []
+        self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
 
@@ -180,31 +229,48 @@ class RedisStreams:
 
     def mirror(self, message_id: int, seq: int, data: str, terminal: bool) -> None:
         """Queue an event for Redis without waiting: the token path never blocks on Redis."""
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-        self._queue.put_nowait((message_id, seq, data, terminal))
+        self._pending.append((message_id, seq, data, terminal))
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        self._wake.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_forever())
 
     async def _write_forever(self) -> None:
-        queue = self._queue
-        assert queue is not None
+        """Write what is pending, then rest `MIRROR_INTERVAL`: one entry per answer per write.
+
+        An entry holds the answer's consecutive events since the last write: `s` the first one's
+        number, `d` their data joined by newlines (JSON never contains a raw newline), and its id
+        is the last one's number, so `XREAD` from any event number still finds what follows it.
+        """
+        wake = self._wake
+        assert wake is not None
         expiry = int(chat_settings.STREAM_RETENTION.total_seconds())
         lifetime = expiry + int(chat_settings.MAX_GENERATION_SECONDS)
         while True:
-            items = [await queue.get()]
-            while not queue.empty() and len(items) < 500:
-                items.append(queue.get_nowait())
+            await wake.wait()
+            wake.clear()
+            events, self._pending = self._pending, []
+            answers: dict[int, list] = {}
+            for message_id, seq, data, terminal in events:
+                entry = answers.get(message_id)
+                if entry is None:
+                    answers[message_id] = [seq, seq, [data], terminal]
+                else:
+                    entry[1] = seq
+                    entry[2].append(data)
+                    entry[3] = entry[3] or terminal
             pipe = self.client().pipeline(transaction=False)
-            for message_id, seq, data, terminal in items:
+            for message_id, (first, last, datas, terminal) in answers.items():
                 key = self.key(message_id)
-                pipe.xadd(key, {"d": data, "t": "1" if terminal else "0"}, id=f"0-{seq}")
-                if seq == 1 or terminal:
+                pipe.xadd(key, {"s": first, "d": "\n".join(datas), "t": "1" if terminal else "0"}, id=f"0-{last}")
+                if first == 1 or terminal:
                     pipe.expire(key, expiry if terminal else lifetime)
             try:
                 await pipe.execute(raise_on_error=False)
             except Exception:
-                logger.warning("Could not mirror %d stream events to Redis", len(items), exc_info=True)
+                logger.warning("Could not mirror %d stream events to Redis", len(events), exc_info=True)
+            await asyncio.sleep(MIRROR_INTERVAL)
 
     async def exists(self, message_id: int) -> bool:
         try:
@@ -215,7 +281,8 @@ class RedisStreams:
 
     async def follow(self, message_id: int, after: int) -> AsyncIterator[bytes]:
         key = self.key(message_id)
-        last = f"0-{max(after, 0)}"
+        seen = max(after, 0)
+        last = f"0-{seen}"
         block = int(chat_settings.PING_INTERVAL * 1000)
         while True:
             result = await self.client().xread({key: last}, count=500, block=block)
@@ -226,8 +293,12 @@ class RedisStreams:
             finished = False
             for entry_id, fields in result[0][1]:
                 last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                seq = int(last.split("-", 1)[1])
-                chunks.append(sse_frame(seq, fields[b"d"].decode()))
+                newest = int(last.split("-", 1)[1])
+                first = int(fields.get(b"s", newest))
+                for seq, data in enumerate(fields[b"d"].split(b"\n"), start=first):
+                    if seq > seen:
+                        chunks.append(b"id: %d\ndata: %s\n\n" % (seq, data))
+                seen = max(seen, newest)
                 finished = finished or fields.get(b"t") == b"1"
             yield b"".join(chunks)
             if finished:
