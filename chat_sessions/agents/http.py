@@ -38,11 +38,16 @@ def http_session() -> aiohttp.ClientSession:
     return session
 
 
+class StreamEndedEarly(Exception):
+    """The body ended before the `[DONE]` terminator: the answer may be cut short."""
+
+
 async def sse_json_frames(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
     """Decode `data:` lines of an SSE body into JSON values, stopping at `[DONE]`.
 
     Accepts `data:{...}` and `data: {...}` (RAGFlow writes the first, OpenAI servers the second),
-    skips comments, `event:` and `id:` lines. A line that is not JSON raises `ValueError`.
+    skips comments, `event:` and `id:` lines. A line that is not JSON raises `ValueError`; a body
+    that ends without `[DONE]` raises `StreamEndedEarly`, for the caller to judge.
     """
     async for raw in response.content:
         line = raw.strip()
@@ -54,6 +59,7 @@ async def sse_json_frames(response: aiohttp.ClientResponse) -> AsyncIterator[Any
         if not payload:
             continue
         yield json.loads(payload)
+    raise StreamEndedEarly()
 
 
 async def http_session_close() -> None:

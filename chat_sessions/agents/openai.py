@@ -23,7 +23,7 @@ from chat_sessions.agents.base import (
     Turn,
     UsageEvent,
 )
-from chat_sessions.agents.http import http_session, sse_json_frames
+from chat_sessions.agents.http import StreamEndedEarly, http_session, sse_json_frames
 from chat_sessions.agents.thinking import ThinkSplitter
 from chat_sessions.conf import chat_settings
 
@@ -69,19 +69,28 @@ class OpenAICompatibleAgent(AgentBackend):
             "extra_body": {"reference": True},
         }
         splitter = ThinkSplitter()
+        finished = False
         try:
             async with http_session().post(
                 f"{self.base_url}/chat/completions", json=body, headers=self._headers()
             ) as response:
                 await _raise_for_status(response)
-                async for frame in sse_json_frames(response):
-                    if not isinstance(frame, dict):
-                        continue
-                    if frame.get("error") or frame.get("code") not in (None, 0):
-                        yield ErrorEvent(_frame_error(frame), code="upstream_error")
-                        return
-                    for event in _frame_events(frame, splitter):
-                        yield event
+                try:
+                    async for frame in sse_json_frames(response):
+                        if not isinstance(frame, dict):
+                            continue
+                        if frame.get("error") or frame.get("code") not in (None, 0):
+                            yield ErrorEvent(_frame_error(frame), code="upstream_error")
+                            return
+                        finished = finished or any(c.get("finish_reason") for c in frame.get("choices") or ())
+                        for event in _frame_events(frame, splitter):
+                            yield event
+                except StreamEndedEarly:
+                    # Some servers omit `[DONE]`; a finish_reason already said the answer is whole.
+                    if not finished:
+                        raise AgentError(
+                            "The language model's answer was cut off.", code="upstream_incomplete"
+                        ) from None
                 for event in splitter.flush():
                     yield event
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -133,6 +133,7 @@ def test_the_growing_answer_is_saved_while_it_streams(live_server_asgi, openai_a
         ({"error_after": 3}, "upstream_error"),
         ({"fail_after": 3}, "upstream_unavailable"),
         ({"malformed_after": 3}, "upstream_protocol"),
+        ({"cut_after": 3}, "upstream_incomplete"),
     ],
 )
 def test_an_upstream_failure_mid_answer_keeps_the_partial_text(
@@ -470,3 +471,14 @@ def test_an_archived_session_refuses_messages_until_unarchived(live_server_asgi,
     assert refused.status == 409
     assert refused_body["code"] == "session_archived"
     assert accepted[-1].type == "done"
+
+
+def test_an_answer_whose_server_omits_done_but_says_it_finished_is_complete(
+    live_server_asgi, openai_agent, session, user_token
+):
+    openai_agent.script(tokens=["All", " here."], no_terminator=True)
+
+    events = list(send(live_server_asgi, session, user_token))
+
+    assert events[-1].type == "done"
+    assert answer(events[-1].data["message"]["id"]).message == "All here."

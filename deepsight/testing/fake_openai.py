@@ -35,6 +35,7 @@ class Script:
     fail_after: int | None = None
     error_after: int | None = None
     malformed_after: int | None = None
+    cut_after: int | None = None  # end the body cleanly after N tokens: no finish_reason, no [DONE]
     no_terminator: bool = False
     status: int = 200
     completion: str = "A Generated Title"
@@ -113,6 +114,8 @@ class FakeOpenAI:
             if script.error_after is not None and index == script.error_after:
                 await response.write(b'data: {"error": {"message": "model overloaded", "code": 500}}\n\n')
                 await response.write(b"data: [DONE]\n\n")
+                return response
+            if script.cut_after is not None and index == script.cut_after:
                 return response
             if script.malformed_after is not None and index == script.malformed_after:
                 await response.write(b"data: {not json\n\n")
