@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -423,6 +423,24 @@ def remote_session_cleanup_run(*, cleanup_id: int, last_attempt: bool) -> bool:
     now = timezone.now()
     rows.update(status=CleanupStatus.DONE, attempts=F("attempts") + 1, last_error="", finished_at=now, updated_at=now)
     return True
+
+
+#: A pending clean-up untouched this long lost its task (a broker restart, a killed worker).
+CLEANUP_STUCK_AFTER = timedelta(hours=1)
+
+
+def remote_session_cleanups_resume(*, now: datetime | None = None) -> int:
+    """Ask again for pending clean-ups whose task was lost; the number asked for."""
+    now = now or timezone.now()
+    stuck = list(
+        RemoteSessionCleanup.objects.filter(
+            status=CleanupStatus.PENDING, updated_at__lt=now - CLEANUP_STUCK_AFTER
+        ).values_list("pk", flat=True)[:100]
+    )
+    for cleanup_id in stuck:
+        RemoteSessionCleanup.objects.filter(pk=cleanup_id).update(updated_at=now)
+        remote_session_cleanup_schedule(cleanup_id=cleanup_id)
+    return len(stuck)
 
 
 def remote_session_cleanup_retry(*, cleanup: RemoteSessionCleanup) -> None:

@@ -1,7 +1,7 @@
 """Celery tasks of the chat app. Each is idempotent and calls services; none holds logic of its own.
 
 - `sessions_housekeeping` (beat, every few minutes): interrupts answers left `streaming` by dead
-  processes, closes idle sessions, and asks again for titles whose task was lost.
+  processes, closes idle sessions, and asks again for titles and clean-ups whose task was lost.
 - `session_title_generate`: names a session from its first complete exchange.
 - `remote_session_delete`: removes the upstream conversation of a permanently deleted session.
 
@@ -43,7 +43,13 @@ def sessions_housekeeping() -> dict[str, int]:
     ]
     for session_id in untitled:
         session_title_generate.delay(session_id=session_id)
-    return {"interrupted": interrupted, "closed": closed, "titles_requested": len(untitled)}
+    cleanups = services.remote_session_cleanups_resume(now=now)
+    return {
+        "interrupted": interrupted,
+        "closed": closed,
+        "titles_requested": len(untitled),
+        "cleanups_resumed": cleanups,
+    }
 
 
 @shared_task(acks_late=True, time_limit=90, soft_time_limit=75)

@@ -297,6 +297,12 @@ CELERY_BEAT_SCHEDULE = {
         # does the same work.
         "options": {"expires": 60 * _housekeeping_minutes},
     },
+    # RAGFlow deletions whose task was lost are asked for again (notebooks.tasks).
+    "notebooks-remote-cleanups-resume": {
+        "task": "notebooks.tasks.remote_cleanups_resume",
+        "schedule": timedelta(minutes=15),
+        "options": {"expires": 60 * 15},
+    },
 }
 
 # AGENTS AND UPSTREAMS
@@ -305,6 +311,11 @@ CELERY_BEAT_SCHEDULE = {
 RAGFLOW_BASE_URL = env("RAGFLOW_BASE_URL", default="")
 RAGFLOW_API_KEY = env("RAGFLOW_API_KEY", default="")
 RAGFLOW_LLM_ID = env("RAGFLOW_LLM_ID", default="")
+RAGFLOW_EMBEDDING_MODEL = env("RAGFLOW_EMBEDDING_MODEL", default="")  # empty: the tenant's default
+RAGFLOW_TIMEOUT = env.float("RAGFLOW_TIMEOUT", default=30.0)  # seconds, for calls other than streams
+RAGFLOW_STREAM_READ_TIMEOUT = env.float("RAGFLOW_STREAM_READ_TIMEOUT", default=120.0)  # idle seconds in a stream
+RAGFLOW_RETRIES = env.int("RAGFLOW_RETRIES", default=3)  # for idempotent calls only
+RAGFLOW_RETRY_BACKOFF = env.float("RAGFLOW_RETRY_BACKOFF", default=0.5)
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="")
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_MODEL = env("OPENAI_MODEL", default="gpt-4o-mini")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import PurePath
 from typing import Any
 
@@ -429,6 +429,24 @@ def remote_cleanup_retry(*, cleanup: RemoteCleanup) -> None:
             status=CleanupStatus.PENDING, updated_at=timezone.now()
         )
         _on_commit_enqueue("remote_cleanup_run", cleanup_id=cleanup.pk)
+
+
+#: A pending clean-up untouched this long lost its task (a broker restart, a killed worker).
+CLEANUP_STUCK_AFTER = timedelta(hours=1)
+
+
+def remote_cleanups_resume(*, now: datetime | None = None) -> int:
+    """Ask again for pending clean-ups whose task was lost; the number asked for."""
+    now = now or timezone.now()
+    stuck = list(
+        RemoteCleanup.objects.filter(
+            status=CleanupStatus.PENDING, updated_at__lt=now - CLEANUP_STUCK_AFTER
+        ).values_list("pk", flat=True)[:100]
+    )
+    for cleanup_id in stuck:
+        RemoteCleanup.objects.filter(pk=cleanup_id).update(updated_at=now)
+        _on_commit_enqueue("remote_cleanup_run", cleanup_id=cleanup_id)
+    return len(stuck)
 
 
 def remote_cleanup_run(*, cleanup_id: int, final_attempt: bool = True) -> str | None:

@@ -79,3 +79,9 @@ def agent_provision(self: Task, *, notebook_id: str) -> None:
 def remote_cleanup_run(self: Task, *, cleanup_id: int) -> None:
     """Delete in RAGFlow what a `RemoteCleanup` owes; `failed` and visible when RAGFlow keeps refusing."""
     provisioning.remote_cleanup_run(cleanup_id=cleanup_id, final_attempt=_final_attempt(self))
+
+
+@shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
+def remote_cleanups_resume() -> int:
+    """Beat: ask again for RAGFlow clean-ups whose task was lost, so no deletion is forgotten."""
+    return provisioning.remote_cleanups_resume()

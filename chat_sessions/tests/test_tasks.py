@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
 
 import pytest
@@ -301,3 +302,22 @@ def test_failed_cleanups_are_listed_in_the_admin_and_can_be_retried(
     failed.refresh_from_db()
     assert (failed.status, failed.attempts) == (CleanupStatus.DONE, 10)
     assert remote.deleted == [("", "conv-lost")]
+
+
+def test_housekeeping_asks_again_for_a_cleanup_whose_task_was_lost(delays, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat_sessions.models import RemoteSessionCleanup
+
+    stuck = RemoteSessionCleanup.objects.create(session_id=uuid.uuid4(), remote_session_id="r-1")
+    fresh = RemoteSessionCleanup.objects.create(session_id=uuid.uuid4(), remote_session_id="r-2")
+    RemoteSessionCleanup.objects.filter(pk=stuck.pk).update(updated_at=timezone.now() - timedelta(hours=2))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        resumed = services.remote_session_cleanups_resume()
+
+    assert resumed == 1
+    assert delays == [("chat_sessions.tasks.remote_session_delete", {"cleanup_id": stuck.pk})]
+    assert RemoteSessionCleanup.objects.get(pk=fresh.pk).status == "pending"

@@ -10,16 +10,23 @@ from notebooks.uploads import ALLOWED_EXTENSIONS
 
 
 class NotebookSerializer(serializers.ModelSerializer):
-    dataset_status = serializers.SerializerMethodField()
+    dataset_status = serializers.SerializerMethodField(
+        help_text="The RAGFlow dataset's state (pending, ready, error, deleting); null without RAGFlow."
+    )
+    dataset_error = serializers.SerializerMethodField(help_text="Why the RAGFlow dataset is in error, if it is.")
 
     class Meta:
         model = Notebook
-        fields = ("id", "name", "description", "dataset_status", "created_at", "updated_at")
+        fields = ("id", "name", "description", "dataset_status", "dataset_error", "created_at", "updated_at")
         read_only_fields = fields
 
     def get_dataset_status(self, notebook: Notebook) -> str | None:
         dataset = getattr(notebook, "ragflow_dataset", None)
         return dataset.status if dataset is not None else None
+
+    def get_dataset_error(self, notebook: Notebook) -> str:
+        dataset = getattr(notebook, "ragflow_dataset", None)
+        return dataset.last_error if dataset is not None else ""
 
 
 class NotebookWriteSerializer(StrictInputMixin, serializers.Serializer):

@@ -210,3 +210,22 @@ async def _agent_with_sessions(fake, count):
         for _ in range(count):
             await client.agent_session_create(agent_id=agent_id)
     return agent_id
+
+
+def test_a_cleanup_whose_task_was_lost_is_done_by_the_next_sweep(source, ragflow, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    document_id = source.remote_document_id
+    record = provisioning.source_remote_cleanup_record(source=source)
+    Source.objects.filter(pk=source.pk).delete()
+    RemoteCleanup.objects.filter(pk=record.pk).update(updated_at=timezone.now() - timedelta(hours=2))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        resumed = tasks.remote_cleanups_resume()
+
+    record.refresh_from_db()
+    assert resumed == 1
+    assert record.status == CleanupStatus.DONE
+    assert any(r.method == "DELETE" and document_id in str(r.json) for r in ragflow.requests)

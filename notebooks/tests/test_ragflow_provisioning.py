@@ -72,7 +72,9 @@ def test_a_dataset_ragflow_keeps_failing_ends_in_error_with_the_reason(
     assert dataset.status == RemoteStatus.ERROR
     assert "Elasticsearch is down" in dataset.last_error
     assert len(ragflow.requests_to("POST", "/api/v1/datasets")) == 1 + tasks.RETRYING["max_retries"]
-    assert owner_client.get(f"/api/v1/notebooks/{notebook.pk}/").json()["dataset_status"] == "error"
+    body = owner_client.get(f"/api/v1/notebooks/{notebook.pk}/").json()
+    assert body["dataset_status"] == "error"
+    assert body["dataset_error"]
 
 
 def test_a_dataset_ragflow_refuses_fails_at_once_without_retries(
