@@ -13,6 +13,7 @@ import json
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
+from json.encoder import encode_basestring
 from typing import Any
 
 from chat_sessions.conf import chat_settings
@@ -29,6 +30,8 @@ MIRROR_INTERVAL = 0.25
 
 #: `json.dumps` builds a new encoder on every call made with options; this one is built once.
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: A str as a JSON string, exactly as `_to_json` writes it (no ASCII escaping).
+_json_string = encode_basestring
 
 
 def sse_frame(seq: int, data: str) -> bytes:
@@ -76,12 +79,18 @@ class ChannelHub:
         return self._logs.get(message_id)
 
     def publish(self, message_id: int, payload: dict[str, Any]) -> int:
+        return self._append(message_id, _to_json(payload), payload.get("type") in TERMINAL_TYPES)
+
+    def publish_text(self, message_id: int, kind: str, text: str) -> int:
+        """`publish({"type": kind, "text": text})` for the token path: only the text is JSON-encoded."""
+        return self._append(message_id, f'{{"type":"{kind}","text":{_json_string(text)}}}', False)
+
+    def _append(self, message_id: int, data: str, terminal: bool) -> int:
         log = self._logs[message_id]
         seq = len(log.frames) + 1
-        data = _to_json(payload)
         log.append(sse_frame(seq, data))
         if self.redis is not None:
-            self.redis.mirror(message_id, seq, data, payload.get("type") in TERMINAL_TYPES)
+            self.redis.mirror(message_id, seq, data, terminal)
         return seq
 
     def finish(self, message_id: int, payload: dict[str, Any]) -> None:

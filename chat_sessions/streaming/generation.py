@@ -119,7 +119,7 @@ async def _generate(spec: GenerationSpec) -> None:
     status = MessageStatus.COMPLETE
     started = time.monotonic()
     first_token_at: float | None = None
-    publish = hub.publish
+    publish, publish_text = hub.publish, hub.publish_text
     message_id = spec.message_id
     try:
         prepare_error = spec.turn.context.get("prepare_error")
@@ -133,11 +133,11 @@ async def _generate(spec: GenerationSpec) -> None:
                         if first_token_at is None:
                             first_token_at = time.monotonic()
                         answer.parts.append(event.text)
-                        publish(message_id, {"type": "token", "text": event.text})
+                        publish_text(message_id, "token", event.text)
                         flusher.mark(answer)
                     elif kind is ReasoningEvent:
                         answer.reasoning.append(event.text)
-                        publish(message_id, {"type": "reasoning", "text": event.text})
+                        publish_text(message_id, "reasoning", event.text)
                         flusher.mark(answer)
                     elif kind is ReferenceEvent:
                         sources = [dict(source) for source in event.sources]
