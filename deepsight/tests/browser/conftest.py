@@ -65,8 +65,13 @@ def orm_allowed_in_this_thread() -> Iterator[None]:
         django_asyncio.get_running_loop = original
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
+    """One Chromium for the browser tests, stopped when they end.
+
+    Package scope, not session: Playwright's sync API marks an event loop as running in this
+    thread while it lives, which breaks every later test that runs asyncio code here.
+    """
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - the environment, not the code, is wrong
