@@ -170,10 +170,34 @@ class SessionChatMessage(models.Model):
 class CleanupStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     DONE = "done", "Done"
+    #: Given up after the retries, or refused for good (e.g. a revoked API key): needs a person.
     FAILED = "failed", "Failed"
 
 
-class RemoteSessionCleanup(models.Model):
+class RemoteCleanupBase(models.Model):
+    """A deletion an upstream still owes for something deleted here, kept until it succeeds.
+
+    The local rows are gone by the time a worker talks to the upstream, so this row is the only
+    record of what to delete. Host apps subclass it for their own remote objects.
+    """
+
+    #: `pending` while a worker tries, `done` once the upstream confirmed, `failed` after the last try.
+    status = models.CharField(max_length=10, choices=CleanupStatus.choices, default=CleanupStatus.PENDING)
+    #: Attempts made so far, by every worker together.
+    attempts = models.PositiveIntegerField(default=0)
+    #: Why the last attempt failed; empty once one succeeded.
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    #: When the upstream confirmed the deletion.
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ("-created_at", "-id")
+
+
+class RemoteSessionCleanup(RemoteCleanupBase):
     """The removal of a deleted session's remote conversation (e.g. its RAGFlow session).
 
     Written in the same transaction as the deletion and updated by the worker after each attempt,
@@ -188,19 +212,8 @@ class RemoteSessionCleanup(models.Model):
     #: The remote agent and the remote conversation to delete.
     remote_agent_id = models.CharField(max_length=128, blank=True, default="")
     remote_session_id = models.CharField(max_length=128)
-    #: `pending` until the remote confirms (`done`) or the last retry fails (`failed`).
-    status = models.CharField(max_length=10, choices=CleanupStatus.choices, default=CleanupStatus.PENDING)
-    #: Attempts made so far, by every worker together.
-    attempts = models.PositiveIntegerField(default=0)
-    #: Why the last attempt failed; empty once one succeeded.
-    last_error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    #: When the remote conversation was deleted.
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ("-created_at", "-id")
+    class Meta(RemoteCleanupBase.Meta):
         indexes = [models.Index(fields=["status", "-created_at"], name="chat_cleanup_status_idx")]
 
     def __str__(self) -> str:

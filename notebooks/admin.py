@@ -4,7 +4,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from notebooks.models import CleanupStatus, Notebook, RagFlowAgent, RagFlowDataset, RemoteCleanup, Source
+from chat_sessions.models import CleanupStatus
+from notebooks.models import Notebook, RagFlowAgent, RagFlowDataset, RemoteCleanup, Source
 
 
 class SourceInline(admin.TabularInline):

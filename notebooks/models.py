@@ -7,6 +7,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from chat_sessions.models import RemoteCleanupBase
+
 
 class Notebook(models.Model):
     """A user's research notebook: a knowledge base of sources and an agent that answers from it."""
@@ -123,19 +125,11 @@ class CleanupKind(models.TextChoices):
     NOTEBOOK = "notebook", "Notebook (sessions, agent, dataset)"
 
 
-class CleanupStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    DONE = "done", "Done"
-    #: Given up after the retries, or refused for good (e.g. a revoked API key): needs a person.
-    FAILED = "failed", "Failed"
+class RemoteCleanup(RemoteCleanupBase):
+    """A deletion in RAGFlow still owed for a source or notebook deleted here.
 
-
-class RemoteCleanup(models.Model):
-    """A deletion in RAGFlow still owed for something deleted here, kept until it succeeds.
-
-    The local rows are gone by the time a worker talks to RAGFlow, so this row is the only
-    record of what to delete. It stays `pending` while a worker retries, becomes `done`, or
-    `failed` with `last_error` for an administrator to see (and retry, from the admin).
+    It stays `pending` while a worker retries, becomes `done`, or `failed` with `last_error` for
+    an administrator to see (and retry, from the admin).
     """
 
     kind = models.CharField(max_length=20, choices=CleanupKind.choices)
@@ -148,15 +142,8 @@ class RemoteCleanup(models.Model):
     #: and `dataset_id` (the agent's sessions first: RAGFlow does not delete them with the agent).
     #: A deleted chat session's conversation is chat_sessions' `RemoteSessionCleanup`.
     remote_ids = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=CleanupStatus.choices, default=CleanupStatus.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ("-created_at", "-id")
+    class Meta(RemoteCleanupBase.Meta):
         indexes = [models.Index(fields=["status", "-created_at"], name="remote_cleanup_status_idx")]
 
     def __str__(self) -> str:

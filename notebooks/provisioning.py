@@ -34,9 +34,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from chat_sessions.models import CleanupStatus
 from notebooks.models import (
     CleanupKind,
-    CleanupStatus,
     Notebook,
     ParseStatus,
     RagFlowAgent,

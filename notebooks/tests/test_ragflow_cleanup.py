@@ -8,9 +8,9 @@ import pytest
 
 from chat_sessions import services as chat_services
 from chat_sessions.agents.base import AgentError
-from chat_sessions.models import ChatSession
+from chat_sessions.models import ChatSession, CleanupStatus
 from notebooks import provisioning, services, tasks
-from notebooks.models import CleanupKind, CleanupStatus, RagFlowAgent, RagFlowDataset, RemoteCleanup, Source
+from notebooks.models import CleanupKind, RagFlowAgent, RagFlowDataset, RemoteCleanup, Source
 from notebooks.ragflow.agent import RagFlowNotebookAgent
 from notebooks.ragflow.client import ragflow_call
 
