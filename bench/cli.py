@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import sys
 import time
@@ -23,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", choices=sorted(SCALES), help=argparse.SUPPRESS)  # "toy": the smoke test
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--reseed", action="store_true", help="seed the API data again even if it is there")
+    parser.add_argument("--load", action="append", help="run only this proxy load (single, throughput, ramp, open)")
+    parser.add_argument("--way", action="append", choices=("direct", "bare", "deepsight"), help=argparse.SUPPRESS)
     return parser
 
 
@@ -36,6 +39,8 @@ def _raise_open_files_limit() -> None:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     scale = SCALES[args.scale or ("quick" if args.quick else "full")]
+    if args.load:
+        scale = dataclasses.replace(scale, loads=tuple(load for load in scale.loads if load.name in args.load))
     sections = args.only or list(SECTIONS)
     results_dir: Path = args.results_dir
     logs = results_dir / "logs"
@@ -61,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
             if section == "proxy":
                 from bench import proxy
 
-                results["proxy"] = proxy.run(scale, env=env, logs=logs, progress=progress)
+                results["proxy"] = proxy.run(scale, env=env, logs=logs, progress=progress, ways=args.way)
                 samples.update(results["proxy"].pop("samples"))
             elif section == "api":
                 from bench import api

@@ -25,7 +25,7 @@ from bench.config import Load
 
 TOKEN = re.compile(rb'"(?:content|text)":"(\d+):(\d+) ')
 #: Seconds a stream may run past its own schedule before it counts as failed.
-SLACK_SECONDS = 30.0
+SLACK_SECONDS = 60.0
 
 
 @dataclass
@@ -119,10 +119,16 @@ async def run_load(target: Target, load: Load, *, sampler: Callable[[int], dict[
         elif not finished and opened and received == load.tokens:
             result.error(f"stream {index} got every token but no end")
 
-    async def sample(at: float) -> None:
-        await asyncio.sleep(max(at - loop.time(), 0))
-        if sampler is not None:
-            result.sample = {"open_streams": open_now, **sampler(open_now)}
+    async def sample(start: float, until: float) -> None:
+        """From the end of the ramp until the first stream ends: sample whenever more streams are open."""
+        await asyncio.sleep(max(start - loop.time(), 0))
+        while loop.time() < until:
+            if sampler is not None and open_now > result.sample.get("open_streams", 0):
+                result.sample = {"open_streams": open_now, "at_seconds": round(loop.time() - began, 1)}
+                result.sample.update(sampler(open_now))
+            if open_now == load.streams:
+                return
+            await asyncio.sleep(0.25)
 
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
@@ -133,8 +139,7 @@ async def run_load(target: Target, load: Load, *, sampler: Callable[[int], dict[
         tasks = [asyncio.create_task(one(index, start + index * step, http)) for index in range(load.streams)]
         sampling = None
         if load.sample_open and sampler is not None:
-            # All streams are open from the end of the ramp until the first one finishes.
-            sampling = asyncio.create_task(sample(start + load.ramp_s + min(3.0, load.stream_s / 3)))
+            sampling = asyncio.create_task(sample(start + load.ramp_s, start + load.stream_s))
         _, pending = await asyncio.wait(tasks, timeout=load.duration_s + SLACK_SECONDS + 5)
         for task in pending:
             task.cancel()

@@ -86,6 +86,9 @@ def _row(way: str, load: Load, result: LoadResult, cpu: dict[str, Any], log_erro
         "cpu_seconds": round(cpu["cpu_seconds"], 3),
         "cpu_us_per_token": round(cpu["cpu_seconds"] * 1e6 / result.tokens, 1) if result.tokens else None,
         "max_open": result.max_open,
+        # Behind: tokens waited longer than the interval between them. A relay that falls behind
+        # writes several tokens at once, which lowers (flatters) its CPU per token.
+        "kept_up": result.tokens > 0 and summary_ms(result.latency_us)["p50"] <= load.delay_ms,
         "wall_seconds": round(result.wall_seconds, 2),
     }
     if way == "deepsight":
@@ -100,7 +103,7 @@ def _row(way: str, load: Load, result: LoadResult, cpu: dict[str, Any], log_erro
     return row
 
 
-def run(scale: Scale, *, env: dict[str, str], logs: Path, progress) -> dict[str, Any]:
+def run(scale: Scale, *, env: dict[str, str], logs: Path, progress, ways: list[str] | None = None) -> dict[str, Any]:
     upstream = aiohttp_server("upstream", log=logs / "upstream.log")
     bare = server = None
     try:
@@ -114,7 +117,7 @@ def run(scale: Scale, *, env: dict[str, str], logs: Path, progress) -> dict[str,
         loads: list[dict[str, Any]] = []
         for load in (WARMUP, *scale.loads):
             rows = []
-            for way in WAYS:
+            for way in ways or WAYS:
                 if way == "deepsight":
                     target = _deepsight_target(server.url, load, fixtures.stream_sessions(owners, load.streams))
                 else:

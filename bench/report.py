@@ -36,8 +36,10 @@ def bars(results: dict[str, Any]) -> list[dict[str, Any]]:
         cpu = None
         if bare and ours and bare["cpu_us_per_token"] and ours["cpu_us_per_token"]:
             cpu = ours["cpu_us_per_token"] / bare["cpu_us_per_token"]
+        behind = [row["way"] for row in (bare, ours) if row and not row.get("kept_up")]
         bar(
-            "CPU per relayed token, deepsight / bare aiohttp proxy (throughput load, persistence on)",
+            "CPU per relayed token, deepsight / bare aiohttp proxy (throughput load, persistence on)"
+            + (f"; {' and '.join(behind)} fell behind" if behind else ""),
             f"{_fmt(cpu)}x ({_fmt(ours and ours['cpu_us_per_token'], 1)} vs "
             f"{_fmt(bare and bare['cpu_us_per_token'], 1)} µs)",
             "≤ 1.8x",
@@ -161,12 +163,14 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {entry['title']} | {row['way']} | {row['tokens']:,} ({row['lost']:,}) | {row['errors']} "
                     f"| {_fmt(row['latency_ms']['p50'])} / {_fmt(row['latency_ms']['p99'])} ms "
                     f"| {_fmt(row['ttft_ms']['p50'])} / {_fmt(row['ttft_ms']['p99'])} ms "
-                    f"| {_fmt(row['cpu_us_per_token'], 1)} | {per_stream} |"
+                    f"| {_fmt(row['cpu_us_per_token'], 1)}{'' if row.get('kept_up') else ' †'} | {per_stream} |"
                 )
         lines += [
             "",
             "CPU µs/token is the relaying process's own CPU time (`/proc/<pid>/stat`) over the load, divided by "
-            "the tokens delivered; for `direct` it is the fake upstream's.",
+            "the tokens delivered; for `direct` it is the fake upstream's. † the relay fell behind (token latency "
+            "p50 above the interval between tokens): it then writes several tokens at once, so its CPU per token "
+            "reads lower than it would be at that rate.",
         ]
     if "api" in results:
         api = results["api"]
