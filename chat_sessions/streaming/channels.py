@@ -177,8 +177,8 @@ async def _follow_local(log: StreamLog, after: int) -> AsyncIterator[bytes]:
         pinger.stop()
 
 
-async def _follow_database(message_id: int, after: int) -> AsyncIterator[bytes]:
-    """No live events here: wait for the saved answer to be final, then send it as one `done`."""
+async def _saved_final_event(message_id: int) -> str | None:
+    """The last event (JSON) of an answer no longer being generated, from the database; None while it is."""
     from chat_sessions.models import MessageStatus, SessionChatMessage
     from chat_sessions.payloads import message_as_dict
     from chat_sessions.streaming.persistence import db_call
@@ -187,16 +187,22 @@ async def _follow_database(message_id: int, after: int) -> AsyncIterator[bytes]:
         message = SessionChatMessage.objects.filter(pk=message_id).first()
         return None if message is None else message_as_dict(message)
 
+    message = await db_call(load)
+    if message is None:
+        return json.dumps({"type": "error", "message": "This answer no longer exists.", "code": "not_found"})
+    if message["status"] != MessageStatus.STREAMING:
+        return json.dumps({"type": "done", "message": message}, ensure_ascii=False)
+    return None
+
+
+async def _follow_database(message_id: int, after: int) -> AsyncIterator[bytes]:
+    """No live events here: wait for the saved answer to be final, then send it as one `done`."""
     waited = 0.0
     limit = chat_settings.STALE_STREAM_AFTER.total_seconds()
     while True:
-        message = await db_call(load)
-        if message is None:
-            payload = {"type": "error", "message": "This answer no longer exists.", "code": "not_found"}
-            yield sse_frame(after + 1, json.dumps(payload))
-            return
-        if message["status"] != MessageStatus.STREAMING:
-            yield sse_frame(after + 1, json.dumps({"type": "done", "message": message}, ensure_ascii=False))
+        final = await _saved_final_event(message_id)
+        if final is not None:
+            yield sse_frame(after + 1, final)
             return
         if waited >= limit:
             payload = {"type": "error", "message": "The answer stopped arriving.", "code": "stream_lost"}
@@ -233,7 +239,11 @@ class RedisStreams:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = self._clients[loop] = redis.Redis.from_url(self.url)
+            # `follow` blocks in XREAD for PING_INTERVAL: redis-py's default socket timeout (5 s)
+            # would end every resumed stream after five silent seconds.
+            client = self._clients[loop] = redis.Redis.from_url(
+                self.url, socket_timeout=chat_settings.PING_INTERVAL + 5
+            )
         return client
 
     def mirror(self, message_id: int, seq: int, data: str, terminal: bool) -> None:
@@ -289,14 +299,28 @@ class RedisStreams:
             return False
 
     async def follow(self, message_id: int, after: int) -> AsyncIterator[bytes]:
+        """The mirrored events after `after`, then live ones, to the last one.
+
+        A generation whose process died never mirrors its last event. So whenever the log has
+        nothing new (once caught up, then after each `PING_INTERVAL` of silence) the saved answer
+        is read: once it is no longer `streaming` (the sweep marked it, or it ended elsewhere)
+        the stream ends with it instead of pinging until the key expires.
+        """
         key = self.key(message_id)
         seen = max(after, 0)
         last = f"0-{seen}"
         block = int(chat_settings.PING_INTERVAL * 1000)
+        wait = None  # until caught up, reads take what is there without blocking
         while True:
-            result = await self.client().xread({key: last}, count=500, block=block)
+            result = await self.client().xread({key: last}, count=500, block=wait)
             if not result:
-                yield PING
+                final = await _saved_final_event(message_id)
+                if final is not None:
+                    yield sse_frame(seen + 1, final)
+                    return
+                if wait is not None:
+                    yield PING
+                wait = block
                 continue
             chunks = []
             finished = False
