@@ -184,6 +184,37 @@ def test_a_browser_that_leaves_while_its_turn_is_being_stored_still_gets_the_ans
     assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
 
 
+@pytest.mark.redis
+def test_an_answer_resumed_in_another_web_process_survives_a_long_silence(
+    live_server_asgi, openai_agent, session, user_token
+):
+    from django.conf import settings
+
+    from deepsight.testing.sse import sse_request
+    from deepsight.tests.security.live import ServerProcess, auth
+
+    if not settings.CHAT_SESSIONS.get("REDIS_URL"):
+        pytest.skip("needs REDIS_URL: only Redis carries a stream to another process (CI runs it there)")
+    openai_agent.script(tokens=["Thinking", " done."], delay=7)  # longer than redis-py's 5 s socket timeout
+    other = ServerProcess(openai_url=openai_agent.base_url).start()
+    try:
+        stream = iter(send(live_server_asgi.url, session, user_token))
+        start, first = next(stream), next(stream)
+        answer_id = start.data["assistant_message_id"]
+        resumed = list(
+            sse_request(
+                "GET",
+                f"{session_url(other.url, session)}messages/{answer_id}/stream/",
+                headers={**auth(user_token), "Last-Event-ID": str(first.id)},
+            )
+        )
+    finally:
+        other.stop()
+
+    assert resumed[-1].type == "done"
+    assert first.data["text"] + "".join(e.data["text"] for e in resumed if e.type == "token") == "Thinking done."
+
+
 # The database connection dropping
 # ------------------------------------------------------------------------------
 

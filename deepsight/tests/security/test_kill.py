@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from chat_sessions.conf import chat_settings
@@ -76,15 +75,6 @@ def test_a_server_killed_mid_answer_leaves_an_interrupted_answer_with_its_text_a
     assert_turns_whole(session)
 
 
-@pytest.mark.xfail(
-    bool(settings.CHAT_SESSIONS.get("REDIS_URL")),
-    strict=True,
-    reason=(
-        "Known bug, open: with Redis, RedisStreams.follow replays the dead generation's mirrored events "
-        "and then pings until Redis times out; it never looks at the database, so the resumed stream "
-        "never ends with the saved (interrupted) answer. See docs/SECURITY.md, open issues."
-    ),
-)
 def test_resuming_the_answer_of_a_killed_server_ends_with_the_saved_answer(killed_mid_answer, user_token):
     server, session = killed_mid_answer.server, killed_mid_answer.session
     sweep()
