@@ -229,6 +229,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # One way to choose a representation, the Accept header: no `?format=` override to fuzz or phish with.
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_THROTTLE_RATES": {
         "chat_send": env("THROTTLE_CHAT_SEND", default="60/min"),
         "chat_create": env("THROTTLE_CHAT_CREATE", default="60/min"),
