@@ -7,13 +7,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from chat_sessions.conf import chat_settings
 
 
-class SessionCursorPagination(CursorPagination):
+class StrictPageSizeMixin:
+    """A `page_size` that is not a whole number from 1 up is a 400, not silently the default page.
+
+    Sizes over `max_page_size` are still capped: a client asking for more is not wrong, only greedy.
+    """
+
+    def get_page_size(self, request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise ValidationError({self.page_size_query_param: ["Use a whole number of at least 1."]})
+        return min(size, self.max_page_size)
+
+
+class SessionCursorPagination(StrictPageSizeMixin, CursorPagination):
     ordering = ("-last_activity", "-id")
     page_size_query_param = "page_size"
 
@@ -36,7 +56,7 @@ class SessionCursorPagination(CursorPagination):
         }
 
 
-class MessageCursorPagination(CursorPagination):
+class MessageCursorPagination(StrictPageSizeMixin, CursorPagination):
     """Newest page first; each page is returned oldest-first, so it can be shown as is.
 
     `older` loads the page before this one, `newer` the page after it.

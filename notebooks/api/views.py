@@ -12,6 +12,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from chat_sessions.api.pagination import StrictPageSizeMixin
 from notebooks import selectors, services
 from notebooks.api.serializers import (
     NotebookSerializer,
@@ -23,7 +24,7 @@ from notebooks.models import Notebook, Source
 from notebooks.uploads import UploadRejected
 
 
-class NewestFirstPagination(CursorPagination):
+class NewestFirstPagination(StrictPageSizeMixin, CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 100
