@@ -3,16 +3,40 @@
 from __future__ import annotations
 
 import django_filters
+from django import forms
 from django.db.models import Exists, OuterRef, QuerySet
 
 from chat_sessions.models import ChatSession, ChatSessionTag, SessionStatus
+
+
+class StrictBooleanField(forms.NullBooleanField):
+    """`true`/`false` (or `1`/`0`); anything else is an error, not silently "no filter"."""
+
+    widget = forms.TextInput
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        lowered = str(value).strip().lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+        raise forms.ValidationError("Use true or false.", code="invalid")
+
+    def validate(self, value) -> None:
+        pass
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
 
 
 class ChatSessionFilter(django_filters.FilterSet):
     """With no `status`, the list shows active sessions: the tabs."""
 
     status = django_filters.ChoiceFilter(choices=SessionStatus.choices, method="filter_status")
-    pinned = django_filters.BooleanFilter()
+    pinned = StrictBooleanFilter()
     tag = django_filters.CharFilter(method="filter_tag", max_length=50)
     q = django_filters.CharFilter(field_name="title", lookup_expr="icontains", max_length=200)
     last_activity_after = django_filters.IsoDateTimeFilter(field_name="last_activity", lookup_expr="gte")
