@@ -38,7 +38,31 @@ from chat_sessions.models import ChatSession, SessionChatMessage
 RECENT_MESSAGES = 50
 
 SESSION_ENVELOPE = inline_serializer("SessionEnvelope", {"session": ChatSessionSerializer()})
+# One Server-Sent Event as a client's parser sees it (OpenAPI 3.0: the schema describes each event).
+STREAM_EVENT = OpenApiResponse(
+    response=inline_serializer(
+        "StreamEvent",
+        {
+            "id": serializers.CharField(help_text="The event's number (1, 2, 3...); resume with `Last-Event-ID`."),
+            "data": serializers.CharField(
+                help_text="One JSON object whose `type` is start, token, reasoning, reference, title, done or error."
+            ),
+        },
+    ),
+    description="`text/event-stream`: start, token, reasoning, reference, done or error events.",
+)
 SESSION_DETAIL_ENVELOPE = inline_serializer("SessionDetailEnvelope", {"session": ChatSessionDetailSerializer()})
+
+
+def _flag(request: Request, name: str) -> bool:
+    """A boolean query parameter; a value that is not one is a 400, never quietly false."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    try:
+        return serializers.BooleanField().to_internal_value(raw)
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError({name: exc.detail}) from None
 
 
 class ChatAPIMixin:
@@ -139,7 +163,7 @@ class ChatSessionViewSet(
     )
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         session = self.session_or_404()
-        if request.query_params.get("permanent", "").lower() in ("1", "true", "yes"):
+        if _flag(request, "permanent"):
             services.session_delete(session=session)
         else:
             services.session_close(session=session)
@@ -179,11 +203,8 @@ class MessagesView(ChatAPIMixin, ListAPIView):
             )
         ],
         responses={
-            200: OpenApiResponse(
-                response=OpenApiTypes.STR,
-                description="`text/event-stream`: start, token, reasoning, reference, done or error events.",
-            ),
-            201: TurnSerializer,
+            (200, "text/event-stream"): STREAM_EVENT,
+            (201, "application/json"): TurnSerializer,
             409: OpenApiResponse(description="A generation is already running, or the session is archived."),
             429: OpenApiResponse(description="Too many generations at once for this user."),
         },
@@ -212,12 +233,13 @@ class MessageStreamView(ChatAPIMixin, APIView):
         parameters=[
             OpenApiParameter(
                 "Last-Event-ID",
-                OpenApiTypes.INT,
+                OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
-                description="The id of the last event received; the stream continues after it.",
+                pattern=r"^[0-9]*$",
+                description="The id of the last event received (empty: from the start); the stream continues after it.",
             )
         ],
-        responses={200: OpenApiResponse(response=OpenApiTypes.STR, description="`text/event-stream`")},
+        responses={(200, "text/event-stream"): STREAM_EVENT},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         message = selectors.message_for_session(session=self.session_or_404(), message_id=kwargs["message_id"])
