@@ -1,0 +1,92 @@
+"""Bad query input is a 400 that names the parameter, never silently read as its default.
+
+Found by the negative fuzzing in test_schemathesis.py: `page_size=true` gave the default page,
+`pinned=1e308` no filter at all, and `DELETE ...?permanent=garbage` closed the session (a typo of
+`true` would have kept data the user meant to delete; of `false`, deleted nothing, silently).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from chat_sessions.models import ChatSession, SessionStatus
+from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def session(user):
+    return ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user)
+
+
+def lists(session) -> list[str]:
+    chat = f"/api/v1/notebooks/{session.container_id}/chat/sessions/"
+    return [
+        "/api/v1/notebooks/",
+        f"/api/v1/notebooks/{session.container_id}/sources/",
+        chat,
+        f"{chat}{session.id}/messages/",
+    ]
+
+
+@pytest.mark.parametrize("page_size", ["true", "abc", "0", "-5", "1.5", ""])
+def test_a_page_size_that_is_not_a_whole_number_from_one_is_a_400(owner_client, session, page_size):
+    for url in lists(session):
+        response = owner_client.get(url, {"page_size": page_size})
+
+        assert response.status_code == 400, url
+        assert "page_size" in response.json(), url
+
+
+def test_a_good_page_size_is_used_and_a_greedy_one_capped(owner_client, session):
+    for url in lists(session):
+        assert owner_client.get(url, {"page_size": "2"}).status_code == 200, url
+        assert owner_client.get(url, {"page_size": "100000"}).status_code == 200, url
+
+
+@pytest.mark.parametrize("value", ["1.7e308", "maybe", "yes please", "2"])
+def test_a_pinned_filter_that_is_not_a_boolean_is_a_400(owner_client, session, value):
+    response = owner_client.get(f"/api/v1/notebooks/{session.container_id}/chat/sessions/", {"pinned": value})
+
+    assert response.status_code == 400
+    assert "pinned" in response.json()
+
+
+@pytest.mark.parametrize(("value", "pinned_listed"), [("true", True), ("false", False), ("1", True), ("0", False)])
+def test_a_pinned_filter_reads_true_and_false(owner_client, session, value, pinned_listed):
+    ChatSession.objects.filter(pk=session.pk).update(pinned=True)
+
+    sessions = owner_client.get(f"/api/v1/notebooks/{session.container_id}/chat/sessions/", {"pinned": value})
+
+    assert sessions.status_code == 200
+    assert (str(session.pk) in [s["id"] for s in sessions.json()["sessions"]]) == pinned_listed
+
+
+@pytest.mark.parametrize("value", ["garbage", "-100000000000000001", "2"])
+def test_deleting_with_a_permanent_flag_that_is_not_a_boolean_changes_nothing(owner_client, session, value):
+    url = f"/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/?permanent={value}"
+
+    response = owner_client.delete(url)
+
+    assert response.status_code == 400
+    assert "permanent" in response.json()
+    session.refresh_from_db()
+    assert session.status == SessionStatus.ACTIVE
+
+
+@pytest.mark.parametrize(("value", "gone"), [("true", True), ("1", True), ("false", False), ("0", False)])
+def test_deleting_with_a_permanent_flag_reads_true_and_false(owner_client, session, value, gone):
+    url = f"/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/?permanent={value}"
+
+    assert owner_client.delete(url).status_code == 204
+    assert (not ChatSession.objects.filter(pk=session.pk).exists()) == gone
+
+
+def test_a_format_query_parameter_does_not_choose_the_representation(client, user, session):
+    client.force_login(user)
+
+    response = client.get("/api/v1/notebooks/", {"format": "api"}, HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
