@@ -63,10 +63,12 @@ class Scale:
 FULL = Scale(
     name="full",
     loads=(
+        Load("starts", "100 answers of 1 token, one every 100 ms", 100, 1, 10, ramp_s=10),
         Load("single", "1 stream x 200 tokens @ 10 ms", 1, 200, 10),
         Load("throughput", "200 streams x 500 tokens @ 20 ms", 200, 500, 20),
         Load("ramp", "1,000 streams x 100 tokens @ 100 ms, ramped over 5 s", 1000, 100, 100, ramp_s=5),
         Load("open", "2,000 open streams x 40 tokens @ 2 s, ramped over 60 s", 2000, 40, 2000, 60, True),
+        Load("long", "50 streams x 2,000 tokens @ 10 ms (start costs amortized)", 50, 2000, 10),
     ),
     sessions=100_000,
     messages=1_000_000,
@@ -84,27 +86,30 @@ FULL = Scale(
 QUICK = Scale(
     name="quick",
     loads=(
+        Load("starts", "30 answers of 1 token, one every 100 ms", 30, 1, 10, ramp_s=3),
         Load("single", "1 stream x 100 tokens @ 10 ms", 1, 100, 10),
-        Load("throughput", "50 streams x 200 tokens @ 20 ms", 50, 200, 20),
+        Load("throughput", "50 streams x 150 tokens @ 20 ms", 50, 150, 20),
         Load("ramp", "200 streams x 20 tokens @ 100 ms, ramped over 1 s", 200, 20, 100, ramp_s=1),
-        Load("open", "300 open streams x 5 tokens @ 1 s, ramped over 2 s", 300, 5, 1000, 2, True),
+        Load("open", "100 open streams x 6 tokens @ 1 s, ramped over 4 s", 100, 6, 1000, 4, True),
     ),
     sessions=5_000,
     messages=50_000,
     deep_sessions=2_500,
     deep_messages=10_000,
-    api_requests=60,
-    rps_seconds=2,
+    api_requests=50,
+    rps_seconds=1.5,
     rps_rounds=2,
     rps_concurrency=8,
     writers=(1, 8),
-    turn_seconds=1.5,
+    turn_seconds=1.0,
     proxy_users=200,
+    settle_s=0.3,
 )
 
 TOY = Scale(
     name="toy",
     loads=(
+        Load("starts", "3 answers of 1 token, one every 100 ms", 3, 1, 10, ramp_s=0.3),
         Load("single", "1 stream x 5 tokens @ 5 ms", 1, 5, 5),
         Load("throughput", "3 streams x 5 tokens @ 10 ms", 3, 5, 10),
         Load("ramp", "4 streams x 3 tokens @ 20 ms, ramped over 0.1 s", 4, 3, 20, ramp_s=0.1),

@@ -63,6 +63,12 @@ def facts(database: dict[str, str]) -> dict[str, Any]:
         "uvicorn": _version("uvicorn"),
         "uvicorn_http": "httptools" if importlib.util.find_spec("httptools") else "h11",
         "event_loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "server_variant": " ".join(
+            part
+            for part in (os.environ.get("BENCH_SERVER_PYTHON", ""), os.environ.get("BENCH_UVICORN_ARGS", ""))
+            if part
+        )
+        or "as in the Dockerfile",
         "aiohttp": _version("aiohttp"),
         "database": database["engine"],
         "redis": database["redis"],

@@ -91,10 +91,14 @@ def aiohttp_server(kind: str, *, log: Path, upstream: str = "") -> Process:
 
 
 def deepsight_server(*, log: Path, env: dict[str, str]) -> Process:
-    """deepsight under uvicorn, started the way the Dockerfile starts it, on a free loopback port."""
+    """deepsight under uvicorn, started the way the Dockerfile starts it, on a free loopback port.
+
+    To measure a deployment variant, `BENCH_SERVER_PYTHON` names another interpreter (a venv with
+    other packages) and `BENCH_UVICORN_ARGS` adds uvicorn options (`--http httptools --loop uvloop`).
+    """
     port = free_port()
     argv = [
-        sys.executable,
+        os.environ.get("BENCH_SERVER_PYTHON") or sys.executable,
         "-m",
         "uvicorn",
         "deepsight.asgi:application",
@@ -104,6 +108,7 @@ def deepsight_server(*, log: Path, env: dict[str, str]) -> Process:
         str(port),
         "--timeout-graceful-shutdown",
         "5",
+        *os.environ.get("BENCH_UVICORN_ARGS", "").split(),
     ]
     process = Process("deepsight", argv, log=log, env=env)
     process.url = f"http://127.0.0.1:{port}"

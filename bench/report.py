@@ -134,6 +134,27 @@ def bars(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _proxy_notes(results: dict[str, Any]) -> list[str]:
+    """What a turn costs on its own, and the relay's cost with those starts amortized."""
+    notes: list[str] = []
+    ours, bare, direct = (_way(results, "starts", way) for way in ("deepsight", "bare", "direct"))
+    if ours and bare and direct and ours["cpu_us_per_token"] and bare["cpu_us_per_token"]:
+        notes.append(
+            f"- One turn on its own (the `starts` load: a 1-token answer every 100 ms) costs deepsight "
+            f"{ours['cpu_us_per_token'] / 1000:.1f} ms of CPU and {_fmt(ours['ttft_ms']['p50'])} ms to its first "
+            f"token (direct {_fmt(direct['ttft_ms']['p50'])} ms); the bare proxy relays one in "
+            f"{bare['cpu_us_per_token'] / 1000:.2f} ms of CPU."
+        )
+    ours, bare = _way(results, "long", "deepsight"), _way(results, "long", "bare")
+    if ours and bare and ours["cpu_us_per_token"] and bare["cpu_us_per_token"]:
+        notes.append(
+            f"- With the starts amortized over 2,000 tokens each (the `long` load), deepsight relays a token for "
+            f"{ours['cpu_us_per_token']:.1f} µs of CPU against the bare proxy's {bare['cpu_us_per_token']:.1f} µs: "
+            f"{ours['cpu_us_per_token'] / bare['cpu_us_per_token']:.2f}x."
+        )
+    return ["", *notes] if notes else []
+
+
 def _verdict(passed: bool | None) -> str:
     return "n/a" if passed is None else ("PASS" if passed else "MISS")
 
@@ -172,6 +193,7 @@ def markdown(results: dict[str, Any]) -> str:
             "p50 above the interval between tokens): it then writes several tokens at once, so its CPU per token "
             "reads lower than it would be at that rate.",
         ]
+        lines += _proxy_notes(results)
     if "api" in results:
         api = results["api"]
         seed = api["seed"]
@@ -231,7 +253,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"- {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB RAM, Linux {machine['kernel']}",
         f"- Python {machine['python']}, Django {machine['django']}, DRF {machine['djangorestframework']}, "
         f"uvicorn {machine['uvicorn']} ({machine['uvicorn_http']}, {machine['event_loop']}), "
-        f"aiohttp {machine['aiohttp']}",
+        f"aiohttp {machine['aiohttp']}; deepsight server: {machine.get('server_variant', 'as in the Dockerfile')}",
         f"- {machine['database']}; Redis: {machine['redis']}",
         f"- code: {machine['git']}; load average at start {machine['load_average_start']}, "
         f"at end {machine.get('load_average_end')}",
