@@ -177,7 +177,7 @@ def session_suggested_tags_set(*, session_id: Any, names: Sequence[str]) -> None
     with transaction.atomic():
         session = ChatSession.objects.select_for_update().filter(pk=session_id).first()
         if session is not None:
-            fitting = [name for name in names if len(name.strip()) <= chat_settings.MAX_TAG_LENGTH]
+            fitting = [name for name in _storable(names) if len(name.strip()) <= chat_settings.MAX_TAG_LENGTH]
             _tags_replace(session=session, names=fitting[: chat_settings.MAX_TAGS], source=TagSource.AUTO)
 
 
@@ -187,7 +187,7 @@ def session_title_apply(*, session_id: Any, title: str) -> bool:
     One conditional UPDATE, so a user's rename that lands first always wins, and one that lands
     later simply replaces the generated title.
     """
-    title = title.strip()[: chat_settings.MAX_TITLE_LENGTH]
+    title = _storable(title).strip()[: chat_settings.MAX_TITLE_LENGTH]
     if not title:
         return False
     updated = ChatSession.objects.filter(pk=session_id, title_source=TitleSource.DEFAULT).update(
@@ -269,14 +269,28 @@ def turn_start(*, session: ChatSession, user: Any, text: str, client_message_id:
     return TurnStarted(session=locked, user_message=question, assistant_message=answer)
 
 
+def _storable(value: Any) -> Any:
+    """Text (or JSON) a model wrote, made storable: PostgreSQL refuses NUL in text and \\u0000 in jsonb.
+
+    A NUL becomes U+FFFD, the replacement character, so what was there stays visible.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, Mapping):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    return value
+
+
 def messages_flush(*, texts: Mapping[int, tuple[str, str]]) -> None:
     """Save the growing text (and reasoning) of many streaming answers in one short transaction."""
     now = timezone.now()
     with transaction.atomic():
         for message_id, (text, reasoning) in texts.items():
-            fields: dict[str, Any] = {"message": text, "updated_at": now}
+            fields: dict[str, Any] = {"message": _storable(text), "updated_at": now}
             if reasoning:
-                fields["metadata"] = {"reasoning": reasoning}
+                fields["metadata"] = {"reasoning": _storable(reasoning)}
             SessionChatMessage.objects.filter(pk=message_id, status=MessageStatus.STREAMING).update(**fields)
 
 
@@ -291,7 +305,7 @@ def message_finish(
     now = timezone.now()
     with transaction.atomic():
         SessionChatMessage.objects.filter(pk=message_id).update(
-            message=text, status=status, metadata=dict(metadata), updated_at=now
+            message=_storable(text), status=status, metadata=_storable(metadata), updated_at=now
         )
         message = SessionChatMessage.objects.select_related("session").filter(pk=message_id).first()
         if message is None:  # the session was deleted while it streamed
