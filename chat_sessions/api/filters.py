@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, QuerySet
+from django_filters.fields import IsoDateTimeField
 
 from chat_sessions.models import ChatSession, ChatSessionTag, SessionStatus
 
@@ -32,6 +35,27 @@ class StrictBooleanFilter(django_filters.BooleanFilter):
     field_class = StrictBooleanField
 
 
+class UTCIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time, in UTC before it reaches the database.
+
+    ISO 8601 (and Python) allow UTC offsets up to 23:59, PostgreSQL only to 15:59; and a moment
+    that falls off the calendar in UTC is an error the client should see, not a 500.
+    """
+
+    def to_python(self, value):
+        moment = super().to_python(value)
+        if moment is None or moment.tzinfo is None:
+            return moment
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("This moment is outside the calendar in UTC.", code="invalid") from None
+
+
+class UTCIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCIsoDateTimeField
+
+
 class ChatSessionFilter(django_filters.FilterSet):
     """With no `status`, the list shows active sessions: the tabs."""
 
@@ -39,10 +63,10 @@ class ChatSessionFilter(django_filters.FilterSet):
     pinned = StrictBooleanFilter()
     tag = django_filters.CharFilter(method="filter_tag", max_length=50)
     q = django_filters.CharFilter(field_name="title", lookup_expr="icontains", max_length=200)
-    last_activity_after = django_filters.IsoDateTimeFilter(field_name="last_activity", lookup_expr="gte")
-    last_activity_before = django_filters.IsoDateTimeFilter(field_name="last_activity", lookup_expr="lt")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    last_activity_after = UTCIsoDateTimeFilter(field_name="last_activity", lookup_expr="gte")
+    last_activity_before = UTCIsoDateTimeFilter(field_name="last_activity", lookup_expr="lt")
+    created_after = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = ChatSession
