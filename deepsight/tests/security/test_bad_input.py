@@ -90,3 +90,25 @@ def test_a_format_query_parameter_does_not_choose_the_representation(client, use
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["0121-09-25T07:09:31.411-16:01", "2026-01-01T00:00:00+23:59", "1999-12-31T23:59:59.999999-00:01"],
+)
+def test_a_date_filter_with_any_valid_offset_works_on_every_database(owner_client, session, moment):
+    # PostgreSQL refuses UTC offsets past 15:59 that Python and ISO 8601 accept: this was a 500 there.
+    for name in ("last_activity_after", "last_activity_before", "created_after", "created_before"):
+        response = owner_client.get(f"/api/v1/notebooks/{session.container_id}/chat/sessions/", {name: moment})
+
+        assert response.status_code == 200, (name, response.content[:200])
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:00:00-16:00", "0001-01-01T00:00:00+16:00", "yesterday"])
+def test_a_date_filter_outside_the_calendar_or_not_a_date_is_a_400(owner_client, session, moment):
+    response = owner_client.get(
+        f"/api/v1/notebooks/{session.container_id}/chat/sessions/", {"last_activity_after": moment}
+    )
+
+    assert response.status_code == 400
+    assert "last_activity_after" in response.json()

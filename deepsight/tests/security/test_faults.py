@@ -121,6 +121,22 @@ def test_a_stream_closed_without_done_after_its_final_frame_is_a_whole_answer(
     assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
 
 
+def test_an_upstream_that_streams_nul_characters_still_has_its_answer_saved(
+    live_server_asgi, openai_agent, session, user_token
+):
+    # PostgreSQL refuses NUL in text and \u0000 in jsonb; a model (or a document it quotes) can emit it.
+    openai_agent.script(tokens=["<think>mull\x00ing</think>", "Null", "\x00", " byte."], delay=0.3)
+
+    events = list(send(live_server_asgi.url, session, user_token))
+
+    assert events[-1].type == "done", events[-1].data
+    saved = answer(events)
+    assert saved.status == MessageStatus.COMPLETE
+    assert saved.message == "Null\ufffd byte."
+    assert saved.metadata["reasoning"] == "mull\ufffding"
+    assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
+
+
 # The browser going away
 # ------------------------------------------------------------------------------
 
