@@ -69,7 +69,7 @@ def upload_check(upload: UploadedFile, *, max_bytes: int = MAX_SOURCE_BYTES) -> 
         if not data.startswith(b"%PDF-"):
             raise UploadRejected("The file is not a PDF.")
         return CheckedUpload(title, extension, PDF[extension], _pdf_text(data), len(data))
-    if b"\x00" in data[:8192]:
+    if b"\x00" in data:  # the whole file: a NUL anywhere cannot be stored (PostgreSQL text)
         raise UploadRejected("The file is not text.")
     try:
         text = data.decode("utf-8-sig")
@@ -84,6 +84,7 @@ def _pdf_text(data: bytes) -> str:
 
     try:
         reader = PdfReader(io.BytesIO(data))
-        return "\n\n".join((page.extract_text() or "") for page in reader.pages)
+        text = "\n\n".join((page.extract_text() or "") for page in reader.pages)
     except (PdfReadError, ValueError, KeyError) as exc:
         raise UploadRejected("The PDF could not be read.") from exc
+    return text.replace("\x00", "")  # some fonts extract as NUL, which PostgreSQL cannot store
