@@ -370,3 +370,14 @@ def test_an_upload_name_is_only_a_label_never_a_path(owner_client, notebook, nam
     assert not stored.is_absolute()
     assert not any(char in source.title for char in "/\\\x00\n\r\t\u202e")
     assert len(source.title) <= 255
+
+
+def test_a_text_file_with_a_nul_anywhere_is_refused_as_not_text(owner_client, notebook):
+    # Only the first 8 KB were looked at: a NUL after them was a 500 on PostgreSQL (no NUL in text).
+    upload = SimpleUploadedFile("late.txt", b"a" * 9000 + b"\x00tail", content_type="text/plain")
+
+    response = owner_client.post(f"/api/v1/notebooks/{notebook.id}/sources/", {"file": upload}, format="multipart")
+
+    assert response.status_code == 400
+    assert "not text" in str(response.json())
+    assert not Source.objects.exists()
