@@ -67,7 +67,7 @@ FULL = Scale(
         Load("single", "1 stream x 200 tokens @ 10 ms", 1, 200, 10),
         Load("throughput", "200 streams x 500 tokens @ 20 ms", 200, 500, 20),
         Load("ramp", "1,000 streams x 100 tokens @ 100 ms, ramped over 5 s", 1000, 100, 100, ramp_s=5),
-        Load("open", "2,000 open streams x 40 tokens @ 2 s, ramped over 60 s", 2000, 40, 2000, 60, True),
+        Load("open", "2,000 open streams x 40 tokens @ 4 s, ramped over 120 s", 2000, 40, 4000, 120, True),
         Load("long", "50 streams x 2,000 tokens @ 10 ms (start costs amortized)", 50, 2000, 10),
     ),
     sessions=100_000,
