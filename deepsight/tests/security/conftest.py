@@ -46,6 +46,14 @@ def world_create(owner) -> World:
     return World(owner, notebook, source, session, question, answer)
 
 
+def pytest_configure(config):
+    # As the browser suite does: tests never collect static files, so WhiteNoise serves them from
+    # the apps' folders; it reads this when the ASGI app is first built, which may be in any test.
+    from django.conf import settings
+
+    settings.WHITENOISE_USE_FINDERS = True
+
+
 @pytest.fixture
 def staff_user(db):
     """A superuser who owns nothing: the admin shows them everything, the API nothing of others."""
