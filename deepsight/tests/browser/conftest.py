@@ -65,12 +65,13 @@ def orm_allowed_in_this_thread() -> Iterator[None]:
         django_asyncio.get_running_loop = original
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser():
-    """One Chromium for the browser tests, stopped when they end.
+    """One Chromium per test module, stopped when the module ends.
 
-    Package scope, not session: Playwright's sync API marks an event loop as running in this
-    thread while it lives, which breaks every later test that runs asyncio code here.
+    Never session scope: Playwright's sync API marks an event loop as running in this thread
+    while it lives, which breaks every later test that runs asyncio code here. Module scope holds
+    wherever the fixture is imported (the security suite reuses it).
     """
     try:
         from playwright.sync_api import sync_playwright
