@@ -27,6 +27,7 @@ from chat_sessions.models import (
     ChatSessionTag,
     CleanupStatus,
     MessageStatus,
+    RemoteCleanupBase,
     RemoteSessionCleanup,
     Sender,
     SessionChatMessage,
@@ -443,16 +444,24 @@ def remote_session_cleanup_run(*, cleanup_id: int, last_attempt: bool) -> bool:
 CLEANUP_STUCK_AFTER = timedelta(hours=1)
 
 
-def remote_session_cleanups_resume(*, now: datetime | None = None) -> int:
-    """Ask again for pending clean-ups whose task was lost; the number asked for."""
-    now = now or timezone.now()
+def remote_cleanups_claim_stuck(*, model: type[RemoteCleanupBase], now: datetime, limit: int = 100) -> list[int]:
+    """Ids of pending clean-ups (of any `RemoteCleanupBase` model) whose task was lost.
+
+    They are marked as touched, so the next sweep leaves them to the task asked for now.
+    """
     stuck = list(
-        RemoteSessionCleanup.objects.filter(
-            status=CleanupStatus.PENDING, updated_at__lt=now - CLEANUP_STUCK_AFTER
-        ).values_list("pk", flat=True)[:100]
+        model.objects.filter(status=CleanupStatus.PENDING, updated_at__lt=now - CLEANUP_STUCK_AFTER).values_list(
+            "pk", flat=True
+        )[:limit]
     )
+    model.objects.filter(pk__in=stuck).update(updated_at=now)
+    return stuck
+
+
+def remote_session_cleanups_resume(*, now: datetime | None = None) -> int:
+    """Ask again for pending session clean-ups whose task was lost; the number asked for."""
+    stuck = remote_cleanups_claim_stuck(model=RemoteSessionCleanup, now=now or timezone.now())
     for cleanup_id in stuck:
-        RemoteSessionCleanup.objects.filter(pk=cleanup_id).update(updated_at=now)
         remote_session_cleanup_schedule(cleanup_id=cleanup_id)
     return len(stuck)
 

@@ -35,6 +35,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from chat_sessions.models import CleanupStatus
+from chat_sessions.services import remote_cleanups_claim_stuck
 from notebooks.models import (
     CleanupKind,
     Notebook,
@@ -431,20 +432,10 @@ def remote_cleanup_retry(*, cleanup: RemoteCleanup) -> None:
         _on_commit_enqueue("remote_cleanup_run", cleanup_id=cleanup.pk)
 
 
-#: A pending clean-up untouched this long lost its task (a broker restart, a killed worker).
-CLEANUP_STUCK_AFTER = timedelta(hours=1)
-
-
 def remote_cleanups_resume(*, now: datetime | None = None) -> int:
-    """Ask again for pending clean-ups whose task was lost; the number asked for."""
-    now = now or timezone.now()
-    stuck = list(
-        RemoteCleanup.objects.filter(
-            status=CleanupStatus.PENDING, updated_at__lt=now - CLEANUP_STUCK_AFTER
-        ).values_list("pk", flat=True)[:100]
-    )
+    """Ask again for pending RAGFlow clean-ups whose task was lost; the number asked for."""
+    stuck = remote_cleanups_claim_stuck(model=RemoteCleanup, now=now or timezone.now())
     for cleanup_id in stuck:
-        RemoteCleanup.objects.filter(pk=cleanup_id).update(updated_at=now)
         _on_commit_enqueue("remote_cleanup_run", cleanup_id=cleanup_id)
     return len(stuck)
 
