@@ -14,6 +14,7 @@ infers most, and those from a new notebook to the routes under it are added here
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import re
@@ -24,8 +25,9 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 from rest_framework.authtoken.models import Token
 from schemathesis import GenerationMode
@@ -201,6 +203,7 @@ def with_notebook_links(api):
 def test_stateful_sequences_along_links_never_fail_or_reach_another_user(api, user, tokens):
     machine = with_notebook_links(api).as_state_machine()
     succeeded: set[str] = set()
+    failures: list[str] = []
 
     def headers_for(case, who: str) -> dict[str, str]:
         return {**tokens[who], **({"Accept": JSON} if case.operation.label == SEND else {})}
@@ -208,10 +211,10 @@ def test_stateful_sequences_along_links_never_fail_or_reach_another_user(api, us
     class Sequences(machine):
         def call(self, case, **kwargs):
             if case.path_parameters:  # the BOLA hook: the other user first, on ids the owner just made
-                foreign = case.call(headers=headers_for(case, "other"))
-                assert foreign.status_code in (404, 405), (
-                    f"another user got {foreign.status_code}: {case.formatted_path}"
-                )
+                foreign = case.call(headers=headers_for(case, "other")).status_code
+                if foreign not in (404, 405):
+                    failures.append(f"another user got {foreign}: {case.operation.label} {case.formatted_path}")
+                    raise AssertionError(failures[-1])
             return case.call(headers=headers_for(case, "owner"))
 
         def after_call(self, response, case):
@@ -219,22 +222,32 @@ def test_stateful_sequences_along_links_never_fail_or_reach_another_user(api, us
                 succeeded.add(case.operation.label)
 
         def validate_response(self, response, case, additional_checks=(), **kwargs):
-            case.validate_response(response, checks=CHECKS, headers=headers_for(case, "owner"))
+            try:
+                case.validate_response(response, checks=CHECKS, headers=headers_for(case, "owner"))
+            except Exception as exc:
+                failures.append(str(exc)[:2000])
+                raise
 
-    run_state_machine_as_test(
-        Sequences,
-        settings=settings(
-            max_examples=25,
-            stateful_step_count=10,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-        ),
-    )
+    # As Schemathesis's own runner does: generation only, no shrinking. Its stateful strategies read
+    # earlier responses (ids the server made), which Hypothesis cannot replay, so Hypothesis may stop
+    # a run as flaky; that is not a failure of the API, whose failures are recorded as they happen.
+    for _ in range(3):
+        with contextlib.suppress(Flaky):
+            run_state_machine_as_test(
+                Sequences,
+                settings=settings(
+                    phases=[Phase.generate],
+                    max_examples=25,
+                    stateful_step_count=10,
+                    deadline=None,
+                    database=None,
+                    suppress_health_check=list(HealthCheck),
+                ),
+            )
+        assert failures == [], failures[:3]
+        if any("/chat/" in label for label in succeeded):
+            break
 
-    # The sequences started where the links start: a notebook was made. Whether random exploration
-    # then reaches a chat session through its id varies from run to run (Schemathesis draws path
-    # UUIDs from true randomness), so it is not asserted here; every chat operation is exercised
-    # directly by the per-operation tests above and by the permission matrix.
+    # The links were followed: a notebook was made, then the chat routes under it reached through its id.
     assert "POST /api/v1/notebooks/" in succeeded, sorted(succeeded)
+    assert any("/chat/" in label for label in succeeded), sorted(succeeded)
