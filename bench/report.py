@@ -286,7 +286,9 @@ def plot(results: dict[str, Any], samples: dict[str, Any], path: Path) -> bool:
                     continue
                 ordered = np.sort(np.asarray(values, dtype=float) / 1000)
                 ordered = np.maximum(ordered, 0.01)
-                axis.plot(ordered, np.linspace(0, 1, len(ordered)), label=way, color=colours[way])
+                style = {"marker": "o"} if len(ordered) < 5 else {}  # one stream: a point, not a line
+                fractions = np.arange(1, len(ordered) + 1) / len(ordered)
+                axis.plot(ordered, fractions, label=way, color=colours[way], **style)
             axis.set_xscale("log")
             axis.set_ylim(0, 1.0)
             axis.axhline(0.99, color="grey", linewidth=0.5, linestyle=":")
