@@ -55,10 +55,12 @@ def write_turns(task: dict[str, Any]) -> dict[str, Any]:
                             timestamp=now,
                             updated_at=now,
                         ),
+                        # Not `streaming`: with no ordering, several writers of one hot session
+                        # would hold answers open at once, which the database refuses.
                         SessionChatMessage(
                             session=session,
                             sender=Sender.ASSISTANT,
-                            status=MessageStatus.STREAMING,
+                            status=MessageStatus.INTERRUPTED,
                             message_order=order + 2,
                             timestamp=now,
                             updated_at=now,

@@ -153,6 +153,13 @@ class SessionChatMessage(models.Model):
                 condition=Q(client_message_id__isnull=False),
                 name="chat_msg_client_id_unique",
             ),
+            # A session answers one message at a time; held by the database, not only by the
+            # check under the session lock, since the one-statement turn (turn_sql) reads as of its start.
+            models.UniqueConstraint(
+                fields=["session"],
+                condition=Q(status="streaming"),
+                name="chat_msg_one_streaming_unique",
+            ),
         ]
         indexes = [
             # "Is a generation running?" per session, and the stale-stream sweep: few rows match.

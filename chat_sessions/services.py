@@ -7,13 +7,14 @@ transitions, title provenance) hold whichever door the request came in by: API, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -36,6 +37,7 @@ from chat_sessions.models import (
     TitleSource,
 )
 from chat_sessions.selectors import running_generation_exists, streaming_messages
+from chat_sessions.turn_sql import model_from_row, turn_sql
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +143,8 @@ def session_delete(*, session: ChatSession) -> None:
     The clean-up is recorded in the same transaction, so it is never forgotten: a broker that is
     down, or a remote that keeps refusing, leaves a `pending` or `failed` row in the admin.
     """
+    # Locked first, as a turn takes it, before the cascade deletes its messages (see message_finish).
+    ChatSession.objects.select_for_update().filter(pk=session.pk).values_list("pk").first()
     cleanup = None
     if session.remote_session_id:
         cleanup = RemoteSessionCleanup.objects.create(
@@ -211,13 +215,93 @@ class TurnStarted:
     replayed: bool = False
 
 
-@transaction.atomic
 def turn_start(*, session: ChatSession, user: Any, text: str, client_message_id: str | None = None) -> TurnStarted:
     """Store the user's message and an empty `streaming` answer, in order, exactly once.
 
-    The session row is locked for the length of this short transaction, so concurrent sends to
-    one session queue here: the check for a running generation and the next `message_order` are
-    both decided under the lock. A rollback undoes the counter too, so orders have no gaps.
+    On PostgreSQL the common case is one statement (`turn_sql`); anything it cannot decide alone
+    (a retry, an archived session, an answer already streaming, the user's limit, a race) takes
+    the locked path, which gives the precise answer.
+    """
+    if connection.vendor == "postgresql":
+        started = _turn_start_in_one_statement(
+            session=session, user=user, text=text, client_message_id=client_message_id
+        )
+        if started is not None:
+            return started
+    return _turn_start_locked(session=session, user=user, text=text, client_message_id=client_message_id)
+
+
+def _turn_start_in_one_statement(
+    *, session: ChatSession, user: Any, text: str, client_message_id: str | None
+) -> TurnStarted | None:
+    """The turn in one round trip, or None when the locked path must decide.
+
+    Its `UPDATE` takes the session row's lock, so concurrent turns of a session get consecutive
+    orders; a failed statement rolls its counter back, so orders have no gaps. What the statement
+    reads besides that row it reads as of its start, so two racing sends could both find no answer
+    streaming: `chat_msg_one_streaming_unique` refuses the second, which then takes the locked path.
+    """
+    now = timezone.now()
+    question, answer = _turn_messages(session_id=session.pk, text=text, client_message_id=client_message_id, now=now)
+    sql, params, session_fields = turn_sql(
+        session_id=session.pk,
+        user_id=user.pk,
+        messages=(question, answer),
+        client_message_id=client_message_id or None,
+        limit=chat_settings.MAX_CONCURRENT_GENERATIONS_PER_USER,
+        now=now,
+    )
+    # In autocommit the statement is its own transaction; inside one, a savepoint keeps a refusal
+    # from breaking the caller's transaction.
+    scope = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    try:
+        with scope, connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    except IntegrityError:
+        return None
+    if not rows:
+        return None
+    locked = model_from_row(ChatSession, session_fields, rows[0][2:])
+    for message, (pk, order, *_) in zip((question, answer), rows, strict=True):
+        message.pk, message.message_order, message.session = pk, order, locked
+        message._state.adding, message._state.db = False, connection.alias
+    return TurnStarted(session=locked, user_message=question, assistant_message=answer)
+
+
+def _turn_messages(
+    *, session_id: Any, text: str, client_message_id: str | None, now: datetime
+) -> tuple[SessionChatMessage, SessionChatMessage]:
+    """A turn's two messages, unsaved and without their orders."""
+    return (
+        SessionChatMessage(
+            session_id=session_id,
+            sender=Sender.USER,
+            message=text,
+            status=MessageStatus.COMPLETE,
+            client_message_id=client_message_id or None,
+            timestamp=now,
+            updated_at=now,
+        ),
+        SessionChatMessage(
+            session_id=session_id,
+            sender=Sender.ASSISTANT,
+            message="",
+            status=MessageStatus.STREAMING,
+            timestamp=now,
+            updated_at=now,
+        ),
+    )
+
+
+@transaction.atomic
+def _turn_start_locked(
+    *, session: ChatSession, user: Any, text: str, client_message_id: str | None = None
+) -> TurnStarted:
+    """The turn under `SELECT ... FOR UPDATE` of the session row, every rule checked in turn.
+
+    Concurrent sends to one session queue on the lock: the check for a running generation and the
+    next `message_order` are both decided under it. A rollback undoes the counter too.
     """
     locked = ChatSession.objects.select_for_update().get(pk=session.pk)
     if client_message_id:
@@ -237,29 +321,10 @@ def turn_start(*, session: ChatSession, user: Any, text: str, client_message_id:
 
     now = timezone.now()
     order = locked.message_count
-    question, answer = SessionChatMessage.objects.bulk_create(
-        [
-            SessionChatMessage(
-                session=locked,
-                sender=Sender.USER,
-                message=text,
-                status=MessageStatus.COMPLETE,
-                message_order=order + 1,
-                client_message_id=client_message_id or None,
-                timestamp=now,
-                updated_at=now,
-            ),
-            SessionChatMessage(
-                session=locked,
-                sender=Sender.ASSISTANT,
-                message="",
-                status=MessageStatus.STREAMING,
-                message_order=order + 2,
-                timestamp=now,
-                updated_at=now,
-            ),
-        ]
-    )
+    question, answer = _turn_messages(session_id=locked.pk, text=text, client_message_id=client_message_id, now=now)
+    question.message_order, answer.message_order = order + 1, order + 2
+    question.session = answer.session = locked
+    SessionChatMessage.objects.bulk_create([question, answer])
     locked.message_count = order + 2
     locked.last_activity = now
     fields = ["message_count", "last_activity", "updated_at"]
@@ -305,13 +370,15 @@ def message_finish(
     """
     now = timezone.now()
     with transaction.atomic():
+        # The session row first, as a turn takes them: a turn holding it may be waiting on this
+        # answer's row (one streaming answer per session), so the other order could deadlock.
+        ChatSession.objects.filter(messages__pk=message_id).update(last_activity=now)
         SessionChatMessage.objects.filter(pk=message_id).update(
             message=_storable(text), status=status, metadata=_storable(metadata), updated_at=now
         )
         message = SessionChatMessage.objects.select_related("session").filter(pk=message_id).first()
         if message is None:  # the session was deleted while it streamed
             return None
-        ChatSession.objects.filter(pk=message.session_id).update(last_activity=now)
         if status == MessageStatus.COMPLETE and message.session.title_source == TitleSource.DEFAULT:
             session_title_schedule(session_id=message.session_id)
     return message

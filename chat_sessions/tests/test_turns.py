@@ -74,6 +74,45 @@ def test_a_closed_session_reopens_when_the_user_sends(session, user):
     assert started.session.ended_at is None
 
 
+def test_the_turn_returned_matches_what_was_stored(session, user):
+    session.session_metadata = {"topic": "optics"}
+    session.save()
+
+    started = turn_start(session=session, user=user, text="Why?", client_message_id="c-1")
+
+    stored = SessionChatMessage.objects.filter(session=session).order_by("message_order")
+    assert [(m.pk, m.message_order, m.sender, m.message, m.client_message_id) for m in stored] == [
+        (started.user_message.pk, 1, "user", "Why?", "c-1"),
+        (started.assistant_message.pk, 2, "assistant", "", None),
+    ]
+    session.refresh_from_db()
+    assert (started.session.message_count, started.session.last_activity) == (2, session.last_activity)
+    assert started.session.session_metadata == {"topic": "optics"}  # JSON decoded, not a string
+    assert started.assistant_message.session is started.session
+
+
+@pytest.mark.skipif(connections["default"].vendor != "postgresql", reason="PostgreSQL's path; CI runs it there")
+@pytest.mark.django_db(transaction=True)  # autocommit, as a request runs it (no savepoint around it)
+def test_on_postgresql_a_turn_is_one_statement(user, django_assert_num_queries):
+    session = ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user)
+
+    with django_assert_num_queries(1):
+        started = turn_start(session=session, user=user, text="Why is the sky blue?", client_message_id="c-2")
+
+    assert (started.user_message.message_order, started.assistant_message.message_order) == (1, 2)
+
+
+def test_the_database_holds_one_streaming_answer_per_session(session, user):
+    from django.db import IntegrityError, transaction
+
+    from chat_sessions.tests.factories import MessageFactory
+
+    MessageFactory(session=session, sender="assistant", message_order=1, status=MessageStatus.STREAMING)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        MessageFactory(session=session, sender="assistant", message_order=2, status=MessageStatus.STREAMING)
+
+
 def test_too_many_generations_for_one_user_is_refused(user, settings):
     settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "MAX_CONCURRENT_GENERATIONS_PER_USER": 2}
     notebook = NotebookFactory(owner=user)
