@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 TOO_LARGE_CODE = "request_too_large"
 
@@ -109,7 +110,6 @@ class RequestBodyLimitASGI:
             await self._refuse(send, limit)
             return
         received = 0
-        started = False
 
         async def counting_receive() -> dict[str, Any]:
             nonlocal received
@@ -120,18 +120,12 @@ class RequestBodyLimitASGI:
                     raise _BodyTooLarge()
             return message
 
-        async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            # `send` is passed on as it is: a wrapper would sit in the path of every streamed token.
+            await self.app(scope, counting_receive, send)
         except _BodyTooLarge:
-            # Django reads the whole body before it answers, so nothing has been sent yet.
-            if not started:
-                await self._refuse(send, limit)
+            # Django reads the whole body before anything answers, so nothing has been sent yet.
+            await self._refuse(send, limit)
 
     @staticmethod
     async def _refuse(send: Callable, limit: int) -> None:
@@ -236,3 +230,34 @@ def content_security_policy(path: str) -> str:
             for name, sources in additions.items():
                 directives[name] = [*directives.get(name, directives.get("default-src", [])), *sources]
     return "; ".join(" ".join([name, *sources]) for name, sources in directives.items())
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise, able to run in Django's async middleware chain.
+
+    WhiteNoise's middleware is sync-only: under ASGI, Django then runs every request (not only the
+    static ones) through a worker thread and back to the event loop, two hand-offs per request.
+    Finding a static file is a dictionary lookup, so it is done on the loop here; the rest of the
+    chain stays async.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable, settings: Any = settings) -> None:
+        super().__init__(get_response, settings)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        return super().__call__(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        static_file = self.find_file(request.path_info) if self.autorefresh else self.files.get(request.path_info)
+        if static_file is not None:
+            # autorefresh (DEBUG) searches the disk; production finds files in a dict built at start.
+            return self.serve(static_file, request)
+        return await self.get_response(request)

@@ -108,3 +108,98 @@ def test_api_url_names_do_not_clash_with_page_names():
 
     assert reverse("notebook-list") == "/"
     assert reverse("notebooks_api:notebook-list") == "/api/v1/notebooks/"
+
+
+def test_every_middleware_runs_async_under_asgi(caplog, settings):
+    """A sync-only middleware makes Django send every request through a thread and back."""
+    import logging
+
+    from django.core.handlers.asgi import ASGIHandler
+
+    settings.DEBUG = True  # Django logs each adapted middleware in DEBUG only
+
+    with caplog.at_level(logging.DEBUG, logger="django.request"):
+        ASGIHandler()
+
+    adapted = [record.getMessage() for record in caplog.records if "adapted" in record.getMessage()]
+    assert adapted == []
+
+
+def test_static_files_are_served_through_the_async_chain(settings):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    settings.WHITENOISE_AUTOREFRESH = settings.WHITENOISE_USE_FINDERS = True  # nothing is collected in tests
+
+    response = async_to_sync(AsyncClient().get)(f"{settings.STATIC_URL}chat_sessions/chat.js")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/javascript")
+
+
+def test_the_security_middleware_check_accepts_subclasses_and_catches_a_missing_one(settings):
+    from deepsight.checks import security_middleware_check
+
+    assert security_middleware_check(None) == []
+
+    settings.MIDDLEWARE = [path for path in settings.MIDDLEWARE if not path.endswith("CsrfViewMiddleware")]
+
+    assert [warning.id for warning in security_middleware_check(None)] == ["deepsight.W003"]
+
+
+def _middleware_thread_hops(settings, middleware: list[str], **request) -> int:
+    """How many times Django's middleware hooks were sent to a thread during one async request."""
+    from unittest import mock
+
+    from asgiref.sync import async_to_sync, sync_to_async
+    from django.test import AsyncClient
+    from django.utils import deprecation
+
+    settings.MIDDLEWARE = middleware
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return sync_to_async(*args, **kwargs)
+
+    with mock.patch.object(deprecation, "sync_to_async", counting):
+        response = async_to_sync(AsyncClient().get)("/no-such-page/", **request)
+    assert response.status_code == 404
+    return len(calls)
+
+
+def test_an_async_request_runs_the_middleware_hooks_on_the_event_loop(settings, db):
+    stock = [
+        path.replace("deepsight.async_middleware.SecurityMiddleware", "django.middleware.security.SecurityMiddleware")
+        for path in settings.MIDDLEWARE
+    ]
+
+    assert _middleware_thread_hops(settings, list(settings.MIDDLEWARE)) == 0
+    assert _middleware_thread_hops(settings, stock) == 2  # Django's own: request and response hooks
+
+
+def test_a_session_is_saved_in_a_thread_only_when_it_changed(settings, django_user_model):
+    from unittest import mock
+
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    from deepsight.async_middleware import SessionMiddleware
+
+    django_user_model.objects.create_user("alice", password="a long password 1")
+    decisions = []
+    original = SessionMiddleware.response_may_block
+
+    def spy(self, request, response):
+        decisions.append(original(self, request, response))
+        return decisions[-1]
+
+    async_client = AsyncClient()
+    with mock.patch.object(SessionMiddleware, "response_may_block", spy):
+        logged_in = async_to_sync(async_client.post)(
+            "/accounts/login/", {"username": "alice", "password": "a long password 1"}
+        )
+        page = async_to_sync(async_client.get)("/")
+
+    assert (logged_in.status_code, page.status_code) == (302, 200)
+    assert decisions == [True, False]  # the login wrote the session (in a thread); the page did not
