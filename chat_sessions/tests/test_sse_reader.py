@@ -1,0 +1,88 @@
+"""The upstream SSE reader gives the same frames however the body is cut into chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chat_sessions.agents.http import StreamEndedEarly, sse_json_frames
+
+FRAMES = [{"event": "message", "data": {"content": text}} for text in ("Hé", "llo", " 世界", "\n", "")]
+
+
+def _frame_bytes(index: int, frame: dict) -> bytes:
+    """RAGFlow's shape (`data:` then raw UTF-8) and OpenAI's (`data: ` then ASCII escapes, CRLF), in turn."""
+    if index % 2:
+        return b"event: message\nid: %d\ndata:%s\n\n" % (index, json.dumps(frame, ensure_ascii=False).encode())
+    return b"data: %s\r\n\r\n" % json.dumps(frame).encode()
+
+
+BODY = (
+    b": a comment\r\n\r\n"
+    + b"".join(_frame_bytes(index, frame) for index, frame in enumerate(FRAMES))
+    + b"data: [DONE]\n\n"
+)
+
+
+class _Body:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+
+    async def iter_any(self):
+        for chunk in self._chunks:
+            await asyncio.sleep(0)
+            yield chunk
+
+
+class _Response:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.content = _Body(chunks)
+
+
+def _read(chunks: list[bytes]) -> list:
+    async def collect():
+        return [frame async for frame in sse_json_frames(_Response(chunks))]
+
+    return asyncio.run(collect())
+
+
+def _cut(body: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({0, len(body), *(cut % (len(body) + 1) for cut in cuts)})
+    return [body[start:end] for start, end in itertools.pairwise(points)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=10_000), max_size=40))
+def test_frames_are_the_same_wherever_the_chunks_are_cut(cuts):
+    """Cuts fall anywhere: between lines, inside a frame, inside a multi-byte character."""
+    assert _read(_cut(BODY, cuts)) == FRAMES
+
+
+def test_one_byte_at_a_time():
+    assert _read([bytes([byte]) for byte in BODY]) == FRAMES
+
+
+def test_a_body_without_the_terminator_ends_early_after_its_frames():
+    seen = []
+
+    async def collect():
+        async for frame in sse_json_frames(_Response([BODY.split(b"data: [DONE]")[0]])):
+            seen.append(frame)
+
+    with pytest.raises(StreamEndedEarly):
+        asyncio.run(collect())
+    assert seen == FRAMES
+
+
+def test_a_last_line_without_a_newline_still_counts():
+    assert _read([b'data:{"a":1}\n\ndata: [DONE]']) == [{"a": 1}]
+
+
+def test_a_line_that_is_not_json_is_an_error():
+    with pytest.raises(json.JSONDecodeError):
+        _read([b"data: {not json\n\n"])
