@@ -23,6 +23,7 @@ from rest_framework.pagination import Cursor
 from bench import seed as seeding
 from bench.config import Scale
 from bench.procs import deepsight_server
+from bench.proxy import SERVER_POOL_SIZE
 from bench.stats import median, percentile
 from chat_sessions.api.pagination import MessageCursorPagination, SessionCursorPagination
 from chat_sessions.conf import chat_settings
@@ -143,7 +144,10 @@ def run(scale: Scale, *, env: dict[str, str], logs: Path, progress, reseed: bool
     pages = _pages(seeded, scale)
     progress("api: query counts")
     queries = _query_counts(pages, owner.token)
-    server = deepsight_server(log=logs / "deepsight-api.log", env=env)
+    # Pooled connections, as docker-compose runs it: without a pool every request opens one.
+    server = deepsight_server(
+        log=logs / "deepsight-api.log", env={**env, "DATABASE_POOL_MAX_SIZE": str(SERVER_POOL_SIZE)}
+    )
     try:
         progress("api: first page vs deep page")
         paths = {f"{name}_{which}": page[which] for name, page in pages.items() for which in ("first", "deep")}

@@ -6,6 +6,8 @@ session or message without ever loading it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
@@ -33,6 +35,25 @@ def sessions_for_user(*, user, container_id) -> QuerySet[ChatSession]:
 def sessions_with_tags(sessions: QuerySet[ChatSession]) -> QuerySet[ChatSession]:
     """Sessions with their tags loaded in one extra query, for serializing a page of them."""
     return sessions.prefetch_related(Prefetch("tag_set", queryset=ChatSessionTag.objects.order_by("name")))
+
+
+def sessions_tags_load(*, sessions: list[ChatSession]) -> None:
+    """Load the tags of a page of sessions in one query, as `loaded_tags` (source -> names, sorted).
+
+    `prefetch_related` does the same in one query too, but builds a queryset per session to hold
+    the results: on a 20-row page that was a fifth of the list's time.
+    """
+    loaded: dict[Any, dict[str, list[str]]] = {session.pk: {} for session in sessions}
+    if loaded:
+        rows = (
+            ChatSessionTag.objects.filter(session_id__in=loaded)
+            .order_by("name")
+            .values_list("session_id", "source", "name")
+        )
+        for session_id, source, name in rows:
+            loaded[session_id].setdefault(source, []).append(name)
+    for session in sessions:
+        session.loaded_tags = loaded[session.pk]
 
 
 def session_for_user(*, user, container_id, session_id, with_tags: bool = False) -> ChatSession | None:

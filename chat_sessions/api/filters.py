@@ -8,6 +8,7 @@ import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, QuerySet
 from django_filters.fields import IsoDateTimeField
+from django_filters.rest_framework import DjangoFilterBackend
 
 from chat_sessions.models import ChatSession, ChatSessionTag, SessionStatus
 
@@ -76,8 +77,13 @@ class ChatSessionFilter(django_filters.FilterSet):
     def qs(self) -> QuerySet[ChatSession]:
         queryset = super().qs
         if not self.form.cleaned_data.get("status"):
-            queryset = queryset.filter(status=SessionStatus.ACTIVE)
+            queryset = self.unfiltered(queryset)
         return queryset
+
+    @staticmethod
+    def unfiltered(queryset: QuerySet[ChatSession]) -> QuerySet[ChatSession]:
+        """The list when no filter is asked for: the active sessions."""
+        return queryset.filter(status=SessionStatus.ACTIVE)
 
     def filter_status(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(status=value) if value else queryset
@@ -85,3 +91,18 @@ class ChatSessionFilter(django_filters.FilterSet):
     def filter_tag(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         # EXISTS rather than a join, so a session with the tag from two sources is listed once.
         return queryset.filter(Exists(ChatSessionTag.objects.filter(session=OuterRef("pk"), name=value)))
+
+
+class SessionFilterBackend(DjangoFilterBackend):
+    """django-filter for the session list, skipped when the request names no filter at all.
+
+    That is the list the tabs load every time; building and validating the filter form for it
+    was a tenth of the request.
+    """
+
+    def filter_queryset(self, request, queryset, view):
+        filterset_class = self.get_filterset_class(view, queryset)
+        unfiltered = getattr(filterset_class, "unfiltered", None)
+        if unfiltered is not None and request.query_params.keys().isdisjoint(filterset_class.base_filters):
+            return unfiltered(queryset)
+        return super().filter_queryset(request, queryset, view)

@@ -51,6 +51,9 @@ class MessageSerializer(serializers.ModelSerializer):
 
 
 def _tag_names(session: ChatSession, source: str) -> list[str]:
+    loaded = getattr(session, "loaded_tags", None)  # a list page: selectors.sessions_tags_load
+    if loaded is not None:
+        return loaded.get(source, [])
     return [tag.name for tag in session.tag_set.all() if tag.source == source]
 
 
@@ -81,6 +84,31 @@ class ChatSessionSerializer(serializers.ModelSerializer):
         )
         read_only_fields = fields
 
+    def to_representation(self, session: ChatSession) -> dict[str, Any]:
+        """The fields above, written out directly: DRF's field-by-field walk was a third of a list page.
+
+        Dates go through DRF's own `DateTimeField`, so they read exactly as DRF writes them.
+        """
+        moment = _datetime_representation
+        return {
+            "id": str(session.pk),
+            "container_id": str(session.container_id),
+            "title": session.title,
+            "title_source": session.title_source,
+            "status": session.status,
+            "pinned": session.pinned,
+            "tags": _tag_names(session, TagSource.USER),
+            "suggested_tags": _tag_names(session, TagSource.AUTO),
+            "llm_model_name": session.llm_model_name,
+            "rag_document_ids": session.rag_document_ids,
+            "message_count": session.message_count,
+            "last_activity": moment(session.last_activity),
+            "started_at": moment(session.started_at),
+            "ended_at": None if session.ended_at is None else moment(session.ended_at),
+            "created_at": moment(session.created_at),
+            "updated_at": moment(session.updated_at),
+        }
+
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_tags(self, session: ChatSession) -> list[str]:
         return _tag_names(session, TagSource.USER)
@@ -90,9 +118,19 @@ class ChatSessionSerializer(serializers.ModelSerializer):
         return _tag_names(session, TagSource.AUTO)
 
 
+_datetime_representation = serializers.DateTimeField().to_representation
+
+
 class ChatSessionDetailSerializer(ChatSessionSerializer):
     messages = MessageSerializer(many=True, read_only=True, source="recent_messages")
     has_older_messages = serializers.BooleanField(read_only=True)
+
+    def to_representation(self, session: ChatSession) -> dict[str, Any]:
+        return {
+            **super().to_representation(session),
+            "messages": [message_as_dict(message) for message in session.recent_messages],
+            "has_older_messages": session.has_older_messages,
+        }
 
     class Meta(ChatSessionSerializer.Meta):
         fields = (*ChatSessionSerializer.Meta.fields, "messages", "has_older_messages")

@@ -1,7 +1,8 @@
 """DRF views for sessions and their message history; they translate HTTP and call services.
 
-Every view first resolves the container from the URL among the containers the user may use, so a
-foreign or unknown container (and anything inside it) is a 404 for every method.
+Every view looks its objects up among the containers the user may use (the container itself, or
+the sessions scoped to those containers), so a foreign or unknown container (and anything inside
+it) is a 404 for every method.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,7 +21,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from chat_sessions import selectors, services
-from chat_sessions.api.filters import ChatSessionFilter
+from chat_sessions.api.filters import ChatSessionFilter, SessionFilterBackend
 from chat_sessions.api.pagination import MessageCursorPagination, SessionCursorPagination
 from chat_sessions.api.renderers import EventStreamRenderer
 from chat_sessions.api.serializers import (
@@ -75,6 +76,10 @@ class ChatAPIMixin:
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        if "session_id" in kwargs or getattr(self, "action", None) == "list":
+            # Session lookups and lists are scoped to the containers this user may chat in: the
+            # container is not read first (the list checks it only when its page is empty).
+            return
         self.container = selectors.container_for_user(user=request.user, container_id=kwargs["container_id"])
         if self.container is None:
             raise NotFound("No such notebook.")
@@ -87,7 +92,7 @@ class ChatAPIMixin:
     def session_or_404(self, *, with_tags: bool = False) -> ChatSession:
         session = selectors.session_for_user(
             user=self.request.user,
-            container_id=self.container.pk,
+            container_id=self.kwargs["container_id"],
             session_id=self.kwargs["session_id"],
             with_tags=with_tags,
         )
@@ -106,15 +111,15 @@ class ChatSessionViewSet(
     serializer_class = ChatSessionSerializer
     pagination_class = SessionCursorPagination
     filterset_class = ChatSessionFilter
+    filter_backends = [SessionFilterBackend]
     lookup_url_kwarg = "session_id"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[ChatSession]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no container
             return ChatSession.objects.none()
-        return selectors.sessions_with_tags(
-            selectors.sessions_for_user(user=self.request.user, container_id=self.container.pk)
-        )
+        sessions = selectors.sessions_for_user(user=self.request.user, container_id=self.kwargs["container_id"])
+        return sessions if self.action == "list" else selectors.sessions_with_tags(sessions)
 
     def get_throttles(self):
         if self.action == "create":
@@ -124,7 +129,19 @@ class ChatSessionViewSet(
 
     @extend_schema(responses={200: ChatSessionSerializer(many=True)})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().list(request, *args, **kwargs)
+        try:
+            page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        except APIException:
+            self._container_or_404()  # a notebook the user may not see is a 404 before any 400
+            raise
+        if not page:
+            self._container_or_404()
+        selectors.sessions_tags_load(sessions=page)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def _container_or_404(self) -> None:
+        if selectors.container_for_user(user=self.request.user, container_id=self.kwargs["container_id"]) is None:
+            raise NotFound("No such notebook.")
 
     @extend_schema(request=ChatSessionCreateSerializer, responses={201: SESSION_ENVELOPE})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

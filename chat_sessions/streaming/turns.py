@@ -55,7 +55,7 @@ def turn_prepare(*, session: ChatSession, user: Any, text: str, client_message_i
 
 def _history(*, session: ChatSession, before: int) -> tuple[HistoryMessage, ...]:
     limit = chat_settings.HISTORY_MESSAGES
-    if not limit:
+    if not limit or before <= 1:  # a session's first question has nothing before it
         return ()
     rows = (
         SessionChatMessage.objects.filter(session=session, message_order__lt=before)

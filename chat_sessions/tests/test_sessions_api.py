@@ -138,7 +138,8 @@ def test_page_size_is_capped(owner_client, notebook):
 def test_session_list_query_count_does_not_grow_with_the_page(owner_client, notebook, django_assert_num_queries):
     for index in range(3):
         make_session(notebook).tag_set.create(name=f"t{index}")
-    with django_assert_num_queries(3) as few:
+    # The page (scoped to the containers this user may chat in), then its tags.
+    with django_assert_num_queries(2) as few:
         owner_client.get(sessions_url(notebook.id))
     for index in range(40):
         make_session(notebook).tag_set.create(name=f"more{index}")
@@ -330,7 +331,8 @@ def test_message_history_query_count_does_not_grow(owner_client, notebook, djang
     session = make_session(notebook)
     for order in range(1, 4):
         MessageFactory(session=session, message_order=order)
-    with django_assert_num_queries(3) as few:
+    # The session (scoped to the containers this user may chat in, in the same query), then the page.
+    with django_assert_num_queries(2) as few:
         owner_client.get(session_url(session) + "messages/")
     for order in range(4, 60):
         MessageFactory(session=session, message_order=order)
@@ -350,3 +352,20 @@ def test_browsable_api_renders_the_session_list(client, user, notebook):
     assert response.status_code == 200
     assert b"<script>alert(1)</script>" not in response.content
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.content
+
+
+@pytest.mark.parametrize("query", [{}, {"pinned": "maybe"}, {"cursor": "garbage"}, {"status": "nope"}])
+def test_another_users_notebook_list_is_a_404_whatever_the_query(owner_client, other_user, query):
+    foreign = NotebookFactory(owner=other_user)
+    make_session(foreign)
+
+    response = owner_client.get(sessions_url(foreign.id), query)
+
+    assert response.status_code == 404
+
+
+def test_an_empty_list_of_ones_own_notebook_is_an_empty_page(owner_client, notebook):
+    response = owner_client.get(sessions_url(notebook.id))
+
+    assert response.status_code == 200
+    assert response.json()["sessions"] == []

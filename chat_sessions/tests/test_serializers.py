@@ -1,0 +1,61 @@
+"""The hand-written representations say exactly what DRF's generic serializer would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.utils import timezone
+from rest_framework import serializers
+
+from chat_sessions.api.serializers import ChatSessionDetailSerializer, ChatSessionSerializer
+from chat_sessions.models import ChatSessionTag, SessionStatus, TagSource
+from chat_sessions.selectors import sessions_tags_load
+from chat_sessions.tests.factories import ChatSessionFactory, MessageFactory
+
+
+@pytest.fixture
+def session(db):
+    session = ChatSessionFactory(
+        title="Optics",
+        status=SessionStatus.CLOSED,
+        ended_at=datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=UTC),
+        rag_document_ids=["doc-1"],
+        pinned=True,
+    )
+    ChatSessionTag.objects.create(session=session, name="physics", source=TagSource.USER)
+    ChatSessionTag.objects.create(session=session, name="light", source=TagSource.AUTO)
+    return session
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin"])
+def test_a_session_reads_as_drf_would_write_it(session, settings, zone):
+    settings.TIME_ZONE = zone
+    with timezone.override(zone):
+        fast = ChatSessionSerializer(session).data
+        generic = serializers.ModelSerializer.to_representation(ChatSessionSerializer(session), session)
+
+    assert fast == generic
+    assert (fast["tags"], fast["suggested_tags"]) == (["physics"], ["light"])
+
+
+def test_a_list_page_with_tags_loaded_in_one_query_reads_the_same(session, django_assert_num_queries):
+    generic = ChatSessionSerializer(session).data
+    page = [type(session).objects.get(pk=session.pk)]
+
+    with django_assert_num_queries(1):
+        sessions_tags_load(sessions=page)
+        listed = ChatSessionSerializer(page, many=True).data
+
+    assert listed == [generic]
+
+
+def test_the_detail_adds_its_recent_messages(session):
+    message = MessageFactory(session=session, message_order=1)
+    session.recent_messages, session.has_older_messages = [message], False
+
+    data = ChatSessionDetailSerializer(session).data
+    generic = serializers.ModelSerializer.to_representation(ChatSessionDetailSerializer(session), session)
+
+    assert data == generic
+    assert [item["id"] for item in data["messages"]] == [message.pk]
