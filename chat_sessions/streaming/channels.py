@@ -214,6 +214,17 @@ async def _follow_database(message_id: int, after: int) -> AsyncIterator[bytes]:
             yield PING
 
 
+def _stop_if_cancelled() -> None:
+    """End a background loop whose task was cancelled, even if a library swallowed the cancellation.
+
+    redis-py can swallow a cancellation that lands mid-command (seen at event loop shutdown); a loop
+    that then waits again keeps `asyncio.run` (and so a server's shutdown) from ever finishing.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class RedisStreams:
     """Mirror of the answer logs in Redis streams, and the cross-process stop signal."""
 
@@ -267,6 +278,7 @@ class RedisStreams:
         expiry = int(chat_settings.STREAM_RETENTION.total_seconds())
         lifetime = expiry + int(chat_settings.MAX_GENERATION_SECONDS)
         while True:
+            _stop_if_cancelled()
             await wake.wait()
             wake.clear()
             events, self._pending = self._pending, []
@@ -289,6 +301,7 @@ class RedisStreams:
                 await pipe.execute(raise_on_error=False)
             except Exception:
                 logger.warning("Could not mirror %d stream events to Redis", len(events), exc_info=True)
+            _stop_if_cancelled()
             await asyncio.sleep(MIRROR_INTERVAL)
 
     async def exists(self, message_id: int) -> bool:
@@ -347,15 +360,21 @@ class RedisStreams:
 
     async def _listen(self, on_stop: Callable[[int], None]) -> None:
         while True:
+            _stop_if_cancelled()
             try:
                 pubsub = self.client().pubsub()
                 await pubsub.subscribe(self.stop_channel)
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                while True:
+                    # A bounded wait, not `listen()`: a cancellation redis-py swallows mid-read is
+                    # noticed within a second instead of never.
+                    _stop_if_cancelled()
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") == "message":
                         on_stop(int(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception:
+                _stop_if_cancelled()
                 logger.warning("Stop-signal listener lost Redis; reconnecting", exc_info=True)
                 await asyncio.sleep(1.0)
 

@@ -8,6 +8,7 @@ already pins one aspect (chat_sessions/tests/test_streaming_live.py), this table
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -229,6 +230,65 @@ def test_an_answer_resumed_in_another_web_process_survives_a_long_silence(
 
     assert resumed[-1].type == "done"
     assert first.data["text"] + "".join(e.data["text"] for e in resumed if e.type == "token") == "Thinking done."
+
+
+# The process shutting down
+# ------------------------------------------------------------------------------
+
+
+class _SwallowingRedis:
+    """Stands in for redis-py where it swallowed a cancellation mid-command (seen at loop shutdown)."""
+
+    async def _swallow(self):
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return None
+
+    def pubsub(self):
+        return self
+
+    async def subscribe(self, channel):
+        return None
+
+    async def get_message(self, **kwargs):
+        return await self._swallow()
+
+    async def listen(self):
+        while True:
+            yield await self._swallow()
+
+    def pipeline(self, transaction=False):
+        return self
+
+    def xadd(self, *args, **kwargs):
+        return self
+
+    def expire(self, *args, **kwargs):
+        return self
+
+    async def execute(self, raise_on_error=True):
+        return await self._swallow()
+
+
+def test_the_redis_loops_stop_when_cancelled_even_if_redis_swallows_the_cancellation(monkeypatch):
+    """Otherwise `asyncio.run` never finishes: a server's shutdown (or a test) hangs for good."""
+    from chat_sessions.streaming.channels import RedisStreams
+
+    monkeypatch.setattr(RedisStreams, "client", lambda self: _SwallowingRedis())
+
+    async def scenario():
+        streams = RedisStreams("redis://unused", "test")
+        streams.stop_listen(lambda message_id: None)
+        streams.mirror(1, 1, "{}", False)
+        await asyncio.sleep(0.1)  # both loops are inside a Redis call now
+        tasks = [streams._listener, streams._writer]
+        for task in tasks:
+            task.cancel()
+        done, pending = await asyncio.wait(tasks, timeout=5)
+        return len(done), len(pending)
+
+    assert asyncio.run(scenario()) == (2, 0)
 
 
 # The database connection dropping
