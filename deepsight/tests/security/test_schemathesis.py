@@ -199,9 +199,13 @@ def with_notebook_links(api):
     return schema
 
 
-@pytest.mark.django_db(transaction=True)
-def test_stateful_sequences_along_links_never_fail_or_reach_another_user(api, user, tokens):
-    machine = with_notebook_links(api).as_state_machine()
+def run_sequences(schema, tokens, *, max_examples: int) -> set[str]:
+    """Run Schemathesis's stateful sequences over `schema`; return the operations that succeeded.
+
+    Every call with path parameters is made first by the other user, who must get a 404 (the BOLA
+    hook); every response is validated against the schema. Failures are recorded as they happen.
+    """
+    machine = schema.as_state_machine()
     succeeded: set[str] = set()
     failures: list[str] = []
 
@@ -231,23 +235,41 @@ def test_stateful_sequences_along_links_never_fail_or_reach_another_user(api, us
     # As Schemathesis's own runner does: generation only, no shrinking. Its stateful strategies read
     # earlier responses (ids the server made), which Hypothesis cannot replay, so Hypothesis may stop
     # a run as flaky; that is not a failure of the API, whose failures are recorded as they happen.
-    for _ in range(3):
-        with contextlib.suppress(Flaky):
-            run_state_machine_as_test(
-                Sequences,
-                settings=settings(
-                    phases=[Phase.generate],
-                    max_examples=25,
-                    stateful_step_count=10,
-                    deadline=None,
-                    database=None,
-                    suppress_health_check=list(HealthCheck),
-                ),
-            )
-        assert failures == [], failures[:3]
-        if any("/chat/" in label for label in succeeded):
-            break
+    # Derandomized: the same sequences of operations every run, so what they reach is not luck.
+    with contextlib.suppress(Flaky):
+        run_state_machine_as_test(
+            Sequences,
+            settings=settings(
+                phases=[Phase.generate],
+                max_examples=max_examples,
+                stateful_step_count=10,
+                derandomize=True,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
+    assert failures == [], failures[:3]
+    return succeeded
 
-    # The links were followed: a notebook was made, then the chat routes under it reached through its id.
+
+@pytest.mark.django_db(transaction=True)
+def test_stateful_sequences_over_the_whole_api_never_fail_or_reach_another_user(api, user, tokens):
+    succeeded = run_sequences(with_notebook_links(api), tokens, max_examples=25)
+
     assert "POST /api/v1/notebooks/" in succeeded, sorted(succeeded)
-    assert any("/chat/" in label for label in succeeded), sorted(succeeded)
+    assert any("{notebook_id}" in label for label in succeeded), sorted(succeeded)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stateful_sequences_from_a_new_notebook_through_its_chat_never_fail_or_reach_another_user(api, user, tokens):
+    """Over the whole API, most sequences stay among the notebook routes; here only the chat follows."""
+    chat = with_notebook_links(api).include(
+        lambda ctx: ctx.operation.label == "POST /api/v1/notebooks/" or "/chat/" in ctx.operation.path
+    )
+
+    succeeded = run_sequences(chat, tokens, max_examples=25)
+
+    # The links were followed: a notebook made, a session opened under its id, then used.
+    assert "POST /api/v1/notebooks/{container_id}/chat/sessions/" in succeeded, sorted(succeeded)
+    assert any("{session_id}" in label for label in succeeded), sorted(succeeded)
