@@ -1,10 +1,14 @@
-"""The SQL of a turn in one statement (PostgreSQL), and turning its rows back into model instances.
+"""The SQL of a turn's two writes in one statement each (PostgreSQL), and rows back into models.
 
 `turn_sql` writes, as a single round trip, what the locked path (`services._turn_start_locked`)
 does in seven: bump the session's counters under its row lock, check that the session is not
 archived, that no answer of it is streaming, that the user is under the concurrent-answer limit and
 that the client's message id is new, then insert the question and the empty answer with the next
 two orders. The measured cost of ordering is then round trips, not locks (bench/turns.py).
+
+`finish_sql` saves the answer at the end of its generation the same way: one statement instead of
+a transaction of four, with the rows locked in the order a turn locks them; `flush_sql` writes
+the growing text of every live answer of a process in one statement instead of one each.
 """
 
 # ruff: noqa: S608  (only quoted table and column names from the models are formatted in; values are parameters)
@@ -102,6 +106,64 @@ def turn_sql(
         *second_values,
     ]
     return sql, params, session_fields
+
+
+def finish_sql(
+    *, message_id: int, text: str, status: str, metadata: Any, now: datetime
+) -> tuple[str, list[Any], list[Any]]:
+    """(sql, params, message fields): one row of (the session's title source, *message columns), or none.
+
+    The session row is updated (and so locked) before the message row: the message's update
+    reads the session's, so it cannot run first. A turn takes the session row first too, and may
+    wait on this answer's row (one streaming answer per session), so the other order could deadlock.
+    No row means the message is gone (its session was deleted while it streamed).
+    """
+    sessions, rows = _quoted(ChatSession._meta.db_table), _quoted(SessionChatMessage._meta.db_table)
+    message_fields = list(SessionChatMessage._meta.concrete_fields)
+    field = SessionChatMessage._meta.get_field
+    values = [
+        field("message").get_db_prep_save(text, connection),
+        field("status").get_db_prep_save(status, connection),
+        field("metadata").get_db_prep_save(metadata, connection),
+        field("updated_at").get_db_prep_save(now, connection),
+    ]
+    returned = ", ".join(f"answer.{_quoted(field.column)}" for field in message_fields)
+    sql = f"""
+        WITH answer_session AS (
+            UPDATE {sessions} SET last_activity = %s
+            WHERE id = (SELECT session_id FROM {rows} WHERE id = %s)
+            RETURNING id, title_source
+        )
+        UPDATE {rows} answer SET message = %s, status = %s, metadata = %s, updated_at = %s
+        FROM answer_session
+        WHERE answer.id = %s AND answer.session_id = answer_session.id
+        RETURNING answer_session.title_source, {returned}
+    """
+    params = [field("updated_at").get_db_prep_save(now, connection), message_id, *values, message_id]
+    return sql, params, message_fields
+
+
+def flush_sql(*, texts: list[tuple[int, str, str | None]], now: datetime) -> tuple[str, list[Any]]:
+    """(sql, params) writing each (message id, text, reasoning or None) to its answer while it streams.
+
+    An answer with reasoning gets metadata `{"reasoning": ...}`, as the ORM path writes it.
+    """
+    rows = _quoted(SessionChatMessage._meta.db_table)
+    values = ", ".join(["(%s::bigint, %s::text, %s::text)"] * len(texts))
+    sql = f"""
+        UPDATE {rows} answer SET
+            message = batch.message,
+            metadata = CASE WHEN batch.reasoning IS NULL THEN answer.metadata
+                ELSE jsonb_build_object('reasoning', batch.reasoning) END,
+            updated_at = %s
+        FROM (VALUES {values}) AS batch (id, message, reasoning)
+        WHERE answer.id = batch.id AND answer.status = %s
+    """
+    params: list[Any] = [now]
+    for message_id, text, reasoning in texts:
+        params += [message_id, text, reasoning]
+    params.append(MessageStatus.STREAMING)
+    return sql, params
 
 
 def model_from_row(model: type[Model], fields: list[Any], values: tuple[Any, ...]) -> Model:

@@ -10,7 +10,7 @@ from django.db import connections
 from chat_sessions.exceptions import GenerationInProgress, GenerationLimitReached, SessionArchived
 from chat_sessions.models import MessageStatus, SessionChatMessage, SessionStatus
 from chat_sessions.services import message_finish, turn_start
-from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory
+from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory, UserFactory
 
 
 @pytest.fixture
@@ -100,6 +100,41 @@ def test_on_postgresql_a_turn_is_one_statement(user, django_assert_num_queries):
         started = turn_start(session=session, user=user, text="Why is the sky blue?", client_message_id="c-2")
 
     assert (started.user_message.message_order, started.assistant_message.message_order) == (1, 2)
+
+
+@pytest.mark.skipif(connections["default"].vendor != "postgresql", reason="PostgreSQL's path; CI runs it there")
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_an_answer_is_saved_in_one_statement(user, django_assert_num_queries):
+    session = ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user)
+    started = turn_start(session=session, user=user, text="Why?")
+
+    with django_assert_num_queries(1):  # interrupted: no title is asked for (which runs eagerly in tests)
+        saved = message_finish(
+            message_id=started.assistant_message.pk, text="Rayleigh\x00.", status="interrupted", metadata={"n": 1}
+        )
+
+    stored = SessionChatMessage.objects.get(pk=started.assistant_message.pk)
+    assert (saved.message, saved.status, saved.metadata, saved.message_order) == (
+        "Rayleigh\ufffd.",
+        "interrupted",
+        {"n": 1},
+        2,
+    )
+    assert (stored.message, stored.status, stored.metadata, stored.updated_at) == (
+        saved.message,
+        saved.status,
+        saved.metadata,
+        saved.updated_at,
+    )
+    session.refresh_from_db()
+    assert session.last_activity == stored.updated_at
+
+
+def test_an_answer_whose_session_was_deleted_is_not_saved(session, user):
+    started = turn_start(session=session, user=user, text="Why?")
+    session.delete()
+
+    assert message_finish(message_id=started.assistant_message.pk, text="x", status="complete", metadata={}) is None
 
 
 def test_the_database_holds_one_streaming_answer_per_session(session, user):
@@ -202,3 +237,52 @@ def test_a_session_whose_first_answer_failed_is_named_by_its_first_complete_one(
     assert len(callbacks) == 1
     assert session.title_source == "auto"
     assert session.title != "New Chat"
+
+
+def test_a_flush_writes_the_growing_text_of_every_answer_still_streaming(user):
+    from chat_sessions.services import messages_flush
+
+    sessions = [ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user) for _ in range(3)]
+    streaming, thinking, finished = (turn_start(session=s, user=user, text="Why?") for s in sessions)
+    message_finish(message_id=finished.assistant_message.pk, text="Done.", status="complete", metadata={"n": 1})
+
+    messages_flush(
+        texts={
+            streaming.assistant_message.pk: ("Blue light\x00 scatters", ""),
+            thinking.assistant_message.pk: ("Because", "Rayleigh?"),
+            finished.assistant_message.pk: ("late partial text", ""),
+        }
+    )
+
+    stored = {m.pk: m for m in SessionChatMessage.objects.filter(sender="assistant")}
+    assert (stored[streaming.assistant_message.pk].message, stored[streaming.assistant_message.pk].metadata) == (
+        "Blue light\ufffd scatters",
+        {},
+    )
+    assert (stored[thinking.assistant_message.pk].message, stored[thinking.assistant_message.pk].metadata) == (
+        "Because",
+        {"reasoning": "Rayleigh?"},
+    )
+    assert (stored[finished.assistant_message.pk].message, stored[finished.assistant_message.pk].status) == (
+        "Done.",
+        "complete",
+    )
+    assert all(m.status == MessageStatus.STREAMING for pk, m in stored.items() if pk != finished.assistant_message.pk)
+
+
+def test_a_flush_of_more_answers_than_one_statement_takes_writes_them_all(db, monkeypatch):
+    from chat_sessions import services
+
+    monkeypatch.setattr(services, "FLUSH_ROWS_PER_STATEMENT", 2)
+    started = [
+        turn_start(
+            session=ChatSessionFactory(container=NotebookFactory(owner=owner), created_by=owner), user=owner, text="?"
+        )
+        for owner in UserFactory.create_batch(5)  # one each: a user has only a few answers at once
+    ]
+
+    services.messages_flush(texts={s.assistant_message.pk: (f"text {i}", "") for i, s in enumerate(started)})
+
+    assert sorted(SessionChatMessage.objects.filter(sender="assistant").values_list("message", flat=True)) == [
+        f"text {i}" for i in range(5)
+    ]
