@@ -11,4 +11,4 @@ RUN DJANGO_SECRET_KEY=collectstatic-only DJANGO_DEBUG=false python manage.py col
     && mkdir -p /app/var && chown -R deepsight /app/var
 USER deepsight
 EXPOSE 8000
-CMD ["uvicorn", "deepsight.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--timeout-graceful-shutdown", "20"]
+CMD ["uvicorn", "deepsight.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--http", "httptools", "--proxy-headers", "--timeout-graceful-shutdown", "20"]

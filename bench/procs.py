@@ -106,6 +106,8 @@ def deepsight_server(*, log: Path, env: dict[str, str]) -> Process:
         "127.0.0.1",
         "--port",
         str(port),
+        "--http",
+        "httptools",
         "--timeout-graceful-shutdown",
         "5",
         *os.environ.get("BENCH_UVICORN_ARGS", "").split(),
