@@ -39,6 +39,16 @@ def test_a_session_reads_as_drf_would_write_it(session, settings, zone):
     assert (fast["tags"], fast["suggested_tags"]) == (["physics"], ["light"])
 
 
+def test_a_session_reads_as_drf_would_write_it_with_another_date_format(session, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DATETIME_FORMAT": "%d.%m.%Y %H:%M"}
+
+    fast = ChatSessionSerializer(session).data
+    generic = serializers.ModelSerializer.to_representation(ChatSessionSerializer(session), session)
+
+    assert fast == generic
+    assert fast["ended_at"] == "29.03.2026 01:30"
+
+
 def test_a_list_page_with_tags_loaded_in_one_query_reads_the_same(session, django_assert_num_queries):
     generic = ChatSessionSerializer(session).data
     page = [type(session).objects.get(pk=session.pk)]
