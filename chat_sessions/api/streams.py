@@ -13,7 +13,7 @@ import time
 import weakref
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -64,7 +64,22 @@ async def _drf(view, request: HttpRequest, kwargs: dict[str, Any]) -> HttpRespon
     return await sync_to_async(_run_drf)(view, request, kwargs)
 
 
+def _release_request_thread() -> None:
+    """Let the request's own worker thread go: only its DRF part needed it, not the stream.
+
+    Under ASGI, Django gives each request a thread of its own for its sync code (asgiref's
+    `ThreadSensitiveContext`) and keeps it until the response ends: for a stream that is its
+    whole length, an idle OS thread per open stream. A sync call later in the request (Django
+    closing the response) gets a new one for that moment.
+    """
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    executor = SyncToAsync.context_to_thread_executor.pop(context, None) if context is not None else None
+    if executor is not None:
+        executor.shutdown(wait=False)
+
+
 def _stream_response(message_id: int, after: int) -> StreamingHttpResponse:
+    _release_request_thread()
     response = StreamingHttpResponse(
         channel_hub().subscribe(message_id, after), content_type="text/event-stream; charset=utf-8"
     )
@@ -100,6 +115,7 @@ async def messages_endpoint(request: HttpRequest, **kwargs: Any) -> HttpResponse
     _start(prepared)
     message_id = prepared.started.assistant_message.pk
     if _wants_json(request):
+        _release_request_thread()
         final = await _wait_for_answer(message_id)
         return JsonResponse(
             {"user_message": message_as_dict(prepared.started.user_message), "assistant_message": final},

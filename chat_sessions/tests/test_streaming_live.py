@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -187,6 +188,27 @@ def test_closed_tab_does_not_stop_the_answer(live_server_asgi, openai_agent, ses
     answer_id = received[0].data["assistant_message_id"]
     assert wait_for(lambda: answer(answer_id).status == MessageStatus.COMPLETE)
     assert answer(answer_id).message == "".join(f"t{i} " for i in range(30))
+
+
+def test_an_open_stream_holds_no_thread_of_its_own(live_server_asgi, openai_agent, user, user_token):
+    """Django gives each request a thread for its sync part; a stream lets it go once it starts."""
+    openai_agent.script(tokens=["warm", "."], delay=0.01)
+    list(send(live_server_asgi, ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user), user_token))
+    for _ in range(4):
+        openai_agent.script(tokens=["slow", " answer"], delay=1.5)
+    sessions = [ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user) for _ in range(4)]
+
+    streams = [send(live_server_asgi, s, user_token) for s in sessions]
+    started = [next(iter(stream)) for stream in streams]
+
+    assert [event.type for event in started] == ["start"] * 4
+    assert wait_for(lambda: not _request_threads(), timeout=2), _request_threads()
+    assert all(any(e.type == "done" for e in stream) for stream in streams)
+
+
+def _request_threads() -> list[str]:
+    """The per-request threads of Django's ASGI handler (asgiref's executors carry the default name)."""
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("ThreadPoolExecutor-")]
 
 
 def test_a_second_send_while_one_streams_gets_409(live_server_asgi, openai_agent, session, user_token):
