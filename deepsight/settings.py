@@ -38,6 +38,11 @@ USE_I18N = True
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The web process's garbage collector (deepsight/asgi.py): young-generation threshold, then how
+# many collections of each generation before the next one up, as for `gc.set_threshold`.
+# https://docs.python.org/3/library/gc.html#gc.set_threshold
+WEB_GC_THRESHOLDS = tuple(env.list("WEB_GC_THRESHOLDS", cast=int, default=[10_000, 10, 10]))
+
 # DATABASES
 # ------------------------------------------------------------------------------
 # https://docs.djangoproject.com/en/5.2/ref/settings/#databases

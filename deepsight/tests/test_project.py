@@ -203,3 +203,13 @@ def test_a_session_is_saved_in_a_thread_only_when_it_changed(settings, django_us
 
     assert (logged_in.status_code, page.status_code) == (302, 200)
     assert decisions == [True, False]  # the login wrote the session (in a thread); the page did not
+
+
+def test_the_web_process_freezes_its_start_up_heap_and_collects_less_often():
+    """Full collections over thousands of open streams stopped the event loop (see deepsight/asgi.py)."""
+    probe = "import gc, deepsight.asgi; print(gc.get_threshold(), gc.get_freeze_count() > 10_000)"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "deepsight.settings", "WEB_GC_THRESHOLDS": "20000,5,5"}
+
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+
+    assert out.stdout.split("\n")[-2:] == ["(20000, 5, 5) True", ""]
