@@ -31,7 +31,7 @@ class UvicornThread:
         self.sock = free_socket()
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app_path, lifespan="off", log_level="warning", loop="asyncio", http="h11")
+        config = uvicorn.Config(app_path, lifespan="off", log_level="warning", loop="asyncio", http="httptools")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
