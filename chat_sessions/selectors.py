@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from chat_sessions.access import containers_for_user
@@ -41,17 +42,24 @@ def sessions_tags_load(*, sessions: list[ChatSession]) -> None:
     """Load the tags of a page of sessions in one query, as `loaded_tags` (source -> names, sorted).
 
     `prefetch_related` does the same in one query too, but builds a queryset per session to hold
-    the results: on a 20-row page that was a fifth of the list's time.
+    the results, and the ORM builds the query anew each time: on a 20-row page those were a fifth
+    of the list's time. The SQL here is a fixed shape; only the number of ids varies.
     """
     loaded: dict[Any, dict[str, list[str]]] = {session.pk: {} for session in sessions}
     if loaded:
-        rows = (
-            ChatSessionTag.objects.filter(session_id__in=loaded)
-            .order_by("name")
-            .values_list("session_id", "source", "name")
+        id_field = ChatSessionTag._meta.get_field("session").target_field
+        # Ids as the database stores them (a uuid, or hex text on SQLite), to match the rows read back.
+        by_stored_id = {id_field.get_db_prep_value(pk, connection): pk for pk in loaded}
+        quote = connection.ops.quote_name
+        marks = ", ".join(["%s"] * len(by_stored_id))
+        sql = (
+            f"SELECT session_id, source, name FROM {quote(ChatSessionTag._meta.db_table)} "  # noqa: S608 (names only)
+            f"WHERE session_id IN ({marks}) ORDER BY name"
         )
-        for session_id, source, name in rows:
-            loaded[session_id].setdefault(source, []).append(name)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, list(by_stored_id))
+            for stored_id, source, name in cursor.fetchall():
+                loaded[by_stored_id[stored_id]].setdefault(source, []).append(name)
     for session in sessions:
         session.loaded_tags = loaded[session.pk]
 
