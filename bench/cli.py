@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import resource
 import sys
 import time
@@ -15,6 +16,8 @@ from bench.config import SCALES
 from bench.procs import ROOT
 
 SECTIONS = ("proxy", "api", "turns")
+#: Every latency the last run measured, for `--replot` (the plot is drawn from them).
+SAMPLES = "samples.json"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reseed", action="store_true", help="seed the API data again even if it is there")
     parser.add_argument("--load", action="append", help="run only this proxy load (single, throughput, ramp, open)")
     parser.add_argument("--way", action="append", choices=("direct", "bare", "deepsight"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--replot", action="store_true", help="rewrite results.md and latency.png from the last run's saved files"
+    )
     return parser
 
 
@@ -43,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
         scale = dataclasses.replace(scale, loads=tuple(load for load in scale.loads if load.name in args.load))
     sections = args.only or list(SECTIONS)
     results_dir: Path = args.results_dir
+    if args.replot:
+        _replot(results_dir)
+        return
     logs = results_dir / "logs"
     began = time.monotonic()
 
@@ -84,7 +93,16 @@ def main(argv: list[str] | None = None) -> None:
         results["timings"][section] = round(time.monotonic() - started, 1)
     results["machine"]["load_average_end"] = machine.load_average()
     text = report.write(results, samples, results_dir)
+    (results_dir / SAMPLES).write_text(json.dumps(samples))
     print(text)
     progress(f"done; results in {results_dir}")
     if failed:
         sys.exit(f"benchmark sections failed: {', '.join(failed)}")
+
+
+def _replot(results_dir: Path) -> None:
+    from bench import report
+
+    results = json.loads((results_dir / "results.json").read_text())
+    samples = json.loads((results_dir / SAMPLES).read_text())
+    print(report.write(results, samples, results_dir))

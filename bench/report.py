@@ -270,15 +270,18 @@ def plot(results: dict[str, Any], samples: dict[str, Any], path: Path) -> bool:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         import numpy as np
+        from matplotlib.ticker import LogLocator, NullFormatter
     except ImportError:
         return False
     loads = results.get("proxy", {}).get("loads", [])
     if not loads:
         return False
-    figure, axes = plt.subplots(2, len(loads), figsize=(4.2 * len(loads), 7.5), squeeze=False)
+    # One row per load: per-token latency on the left, time to first token on the right.
+    figure, axes = plt.subplots(len(loads), 2, figsize=(11, 2.9 * len(loads)), squeeze=False)
     colours = {"direct": "#4c72b0", "bare": "#55a868", "deepsight": "#c44e52"}
-    for column, entry in enumerate(loads):
-        for row, (key, label) in enumerate((("latency_us", "per-token latency"), ("ttft_us", "time to first token"))):
+    panels = (("latency_us", "per-token latency"), ("ttft_us", "time to first token"))
+    for row, entry in enumerate(loads):
+        for column, (key, label) in enumerate(panels):
             axis = axes[row][column]
             for way in ("direct", "bare", "deepsight"):
                 values = samples.get(f"{entry['name']}/{way}", {}).get(key)
@@ -290,16 +293,16 @@ def plot(results: dict[str, Any], samples: dict[str, Any], path: Path) -> bool:
                 fractions = np.arange(1, len(ordered) + 1) / len(ordered)
                 axis.plot(ordered, fractions, label=way, color=colours[way], **style)
             axis.set_xscale("log")
+            axis.xaxis.set_major_locator(LogLocator(base=10))
+            axis.xaxis.set_minor_formatter(NullFormatter())  # labels at powers of ten only: no overlaps
             axis.set_ylim(0, 1.0)
             axis.axhline(0.99, color="grey", linewidth=0.5, linestyle=":")
             axis.axhline(0.5, color="grey", linewidth=0.5, linestyle=":")
-            axis.set_xlabel(f"{label} (ms, log)")
-            if column == 0:
-                axis.set_ylabel("fraction of tokens" if row == 0 else "fraction of streams")
-            if row == 0:
-                axis.set_title(entry["title"], fontsize=9)
+            axis.set_xlabel(f"{label} (ms, log)", fontsize=8)
+            axis.set_ylabel("fraction of tokens" if column == 0 else "fraction of streams", fontsize=8)
+            axis.set_title(entry["title"], fontsize=9)
             axis.grid(True, which="both", alpha=0.2)
-            axis.legend(fontsize=8, loc="lower right")
+            axis.legend(fontsize=7, loc="lower right")
     figure.suptitle(f"deepsight token proxy vs direct and a bare aiohttp proxy ({results['machine']['date']})")
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -19,26 +19,39 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory) -> dict:
-    directory = tmp_path_factory.mktemp("bench")
+def bench_env(directory: Path) -> dict[str, str]:
     env = {
         **os.environ,
         "BENCH_DATABASE_URL": f"sqlite:///{directory / 'bench.sqlite3'}",
         "BENCH_REDIS_URL": "",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    run = subprocess.run(
-        [sys.executable, "-m", "bench", "--scale", "toy", "--results-dir", str(directory)],
+    return env
+
+
+def bench(directory: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--results-dir", str(directory)],
         cwd=ROOT,
-        env=env,
+        env=bench_env(directory),
         capture_output=True,
         text=True,
         timeout=240,
     )
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("bench")
+    run = bench(directory, "--scale", "toy")
     assert run.returncode == 0, run.stderr[-3000:]
     assert (directory / "results.md").read_text().startswith("## Benchmark results")
-    return json.loads((directory / "results.json").read_text())
+    return directory
+
+
+@pytest.fixture(scope="module")
+def results(bench_dir) -> dict:
+    return json.loads((bench_dir / "results.json").read_text())
 
 
 def test_every_section_is_in_the_results(results):
@@ -79,3 +92,14 @@ def test_turn_creation_leaves_no_gaps_or_duplicates(results):
 
 def test_every_bar_has_a_row(results):
     assert len(results["bars"]) == 10
+
+
+def test_the_report_and_plot_can_be_drawn_again_from_the_saved_run(bench_dir):
+    (bench_dir / "latency.png").unlink()
+    table = (bench_dir / "results.md").read_text()
+
+    run = bench(bench_dir, "--replot")
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (bench_dir / "latency.png").read_bytes().startswith(b"\x89PNG")
+    assert (bench_dir / "results.md").read_text() == table
