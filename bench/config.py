@@ -21,6 +21,9 @@ class Load:
     ramp_s: float = 0.0
     #: Sample the server's RSS and threads once every stream is open (the open-streams load).
     sample_open: bool = False
+    #: Times the load runs for each way, the ways alternating, its numbers pooled: a bar's load
+    #: is measured in rounds so that one unlucky minute on a shared machine does not decide it.
+    rounds: int = 1
 
     @property
     def expected_tokens(self) -> int:
@@ -54,6 +57,8 @@ class Scale:
     #: Concurrent writers for turn creation, and how long each configuration runs.
     writers: tuple[int, ...]
     turn_seconds: float
+    #: Rounds per turn-creation configuration, ordered and unordered alternating.
+    turn_rounds: int
     #: Users the streams are spread over (each opens at most a couple at once).
     proxy_users: int
     #: Pause between measurements, so the last saves and closes do not fall into the next one.
@@ -65,7 +70,7 @@ FULL = Scale(
     loads=(
         Load("starts", "100 answers of 1 token, one every 100 ms", 100, 1, 10, ramp_s=10),
         Load("single", "1 stream x 200 tokens @ 10 ms", 1, 200, 10),
-        Load("throughput", "200 streams x 500 tokens @ 20 ms", 200, 500, 20),
+        Load("throughput", "200 streams x 500 tokens @ 20 ms (3 rounds)", 200, 500, 20, rounds=3),
         Load("ramp", "1,000 streams x 100 tokens @ 100 ms, ramped over 5 s", 1000, 100, 100, ramp_s=5),
         Load("open", "2,000 open streams x 40 tokens @ 4 s, ramped over 120 s", 2000, 40, 4000, 120, True),
         Load("long", "50 streams x 2,000 tokens @ 10 ms (start costs amortized)", 50, 2000, 10),
@@ -80,6 +85,7 @@ FULL = Scale(
     rps_concurrency=8,
     writers=(1, 8, 32),
     turn_seconds=5,
+    turn_rounds=3,
     proxy_users=1000,
 )
 
@@ -102,6 +108,7 @@ QUICK = Scale(
     rps_concurrency=8,
     writers=(1, 8),
     turn_seconds=1.0,
+    turn_rounds=1,
     proxy_users=200,
     settle_s=0.3,
 )
@@ -111,7 +118,7 @@ TOY = Scale(
     loads=(
         Load("starts", "3 answers of 1 token, one every 100 ms", 3, 1, 10, ramp_s=0.3),
         Load("single", "1 stream x 5 tokens @ 5 ms", 1, 5, 5),
-        Load("throughput", "3 streams x 5 tokens @ 10 ms", 3, 5, 10),
+        Load("throughput", "3 streams x 5 tokens @ 10 ms (2 rounds)", 3, 5, 10, rounds=2),
         Load("ramp", "4 streams x 3 tokens @ 20 ms, ramped over 0.1 s", 4, 3, 20, ramp_s=0.1),
         Load("open", "5 open streams x 3 tokens @ 200 ms, ramped over 0.1 s", 5, 3, 200, 0.1, True),
     ),
@@ -125,6 +132,7 @@ TOY = Scale(
     rps_concurrency=2,
     writers=(1, 2),
     turn_seconds=0.3,
+    turn_rounds=2,
     proxy_users=4,
     settle_s=0.1,
 )

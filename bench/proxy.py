@@ -71,6 +71,26 @@ def _measure(process: Process, target: Target, load: Load) -> tuple[LoadResult, 
     return result, {"cpu_seconds": cpu, "after": process.status()}
 
 
+def _pooled(runs: list[tuple[LoadResult, dict[str, Any]]]) -> tuple[LoadResult, dict[str, Any]]:
+    """One way's rounds of a load as one result: counts and CPU summed, latencies pooled."""
+    if len(runs) == 1:
+        return runs[0]
+    pooled = LoadResult()
+    for result, _ in runs:
+        pooled.tokens += result.tokens
+        pooled.expected += result.expected
+        pooled.errors += result.errors
+        pooled.error_samples += result.error_samples[: 5 - len(pooled.error_samples)]
+        pooled.latency_us.extend(result.latency_us)
+        pooled.ttft_us.extend(result.ttft_us)
+        pooled.persisted_complete += result.persisted_complete
+        pooled.out_of_order += result.out_of_order
+        pooled.max_open = max(pooled.max_open, result.max_open)
+        pooled.wall_seconds += result.wall_seconds
+        pooled.sample = pooled.sample or result.sample
+    return pooled, {"cpu_seconds": sum(cpu["cpu_seconds"] for _, cpu in runs), "after": runs[-1][1]["after"]}
+
+
 def _row(way: str, load: Load, result: LoadResult, cpu: dict[str, Any], log_errors: int) -> dict[str, Any]:
     row: dict[str, Any] = {
         "way": way,
@@ -93,7 +113,7 @@ def _row(way: str, load: Load, result: LoadResult, cpu: dict[str, Any], log_erro
     }
     if way == "deepsight":
         row["persisted_complete"] = result.persisted_complete
-        row["streams"] = load.streams
+        row["streams"] = load.streams * load.rounds
     sample = result.sample
     if sample and sample.get("open_streams"):
         opened = sample["open_streams"]
@@ -116,21 +136,31 @@ def run(scale: Scale, *, env: dict[str, str], logs: Path, progress, ways: list[s
         samples: dict[str, dict[str, list[int]]] = {}
         loads: list[dict[str, Any]] = []
         for load in (WARMUP, *scale.loads):
+            measured: dict[str, list[tuple[LoadResult, dict[str, Any]]]] = {way: [] for way in ways or WAYS}
+            for round_number in range(load.rounds):
+                for way in ways or WAYS:
+                    if way == "deepsight":
+                        target = _deepsight_target(server.url, load, fixtures.stream_sessions(owners, load.streams))
+                    else:
+                        target = _ragflow_target(processes[way].url, load)
+                    rounds = f" (round {round_number + 1} of {load.rounds})" if load.rounds > 1 else ""
+                    progress(f"proxy: {load.title}, {WAY_TITLES[way]}{rounds}")
+                    measured[way].append(_measure(processes[way], target, load))
+                    time.sleep(scale.settle_s)
             rows = []
-            for way in ways or WAYS:
-                if way == "deepsight":
-                    target = _deepsight_target(server.url, load, fixtures.stream_sessions(owners, load.streams))
-                else:
-                    target = _ragflow_target(processes[way].url, load)
-                progress(f"proxy: {load.title}, {WAY_TITLES[way]}")
-                result, cpu = _measure(processes[way], target, load)
-                rows.append(_row(way, load, result, cpu, processes[way].log_errors()))
+            for way, runs in measured.items():
+                result, cpu = _pooled(runs)
+                row = _row(way, load, result, cpu, processes[way].log_errors())
+                if load.rounds > 1:
+                    row["rounds_cpu_us_per_token"] = [
+                        round(c["cpu_seconds"] * 1e6 / r.tokens, 1) if r.tokens else None for r, c in runs
+                    ]
+                rows.append(row)
                 if load is not WARMUP:
                     samples[f"{load.name}/{way}"] = {
                         "latency_us": result.latency_us.tolist(),
                         "ttft_us": result.ttft_us.tolist(),
                     }
-                time.sleep(scale.settle_s)
             if load is not WARMUP:
                 loads.append({"name": load.name, "title": load.title, **_load_fields(load), "ways": rows})
         return {"loads": loads, "samples": samples, "server_pool_size": SERVER_POOL_SIZE}
@@ -143,6 +173,7 @@ def run(scale: Scale, *, env: dict[str, str], logs: Path, progress, ways: list[s
 def _load_fields(load: Load) -> dict[str, Any]:
     return {
         "streams": load.streams,
+        "rounds": load.rounds,
         "tokens": load.tokens,
         "delay_ms": load.delay_ms,
         "ramp_s": load.ramp_s,

@@ -37,11 +37,18 @@ def bars(results: dict[str, Any]) -> list[dict[str, Any]]:
         if bare and ours and bare["cpu_us_per_token"] and ours["cpu_us_per_token"]:
             cpu = ours["cpu_us_per_token"] / bare["cpu_us_per_token"]
         behind = [row["way"] for row in (bare, ours) if row and not row.get("kept_up")]
+        per_round = ""
+        if bare and ours and bare.get("rounds_cpu_us_per_token"):
+            ratios = [
+                _fmt(mine / theirs if mine and theirs else None)
+                for mine, theirs in zip(ours["rounds_cpu_us_per_token"], bare["rounds_cpu_us_per_token"], strict=True)
+            ]
+            per_round = f"; by round {', '.join(ratios)}"
         bar(
             "CPU per relayed token, deepsight / bare aiohttp proxy (throughput load, persistence on)"
             + (f"; {' and '.join(behind)} fell behind" if behind else ""),
             f"{_fmt(cpu)}x ({_fmt(ours and ours['cpu_us_per_token'], 1)} vs "
-            f"{_fmt(bare and bare['cpu_us_per_token'], 1)} µs)",
+            f"{_fmt(bare and bare['cpu_us_per_token'], 1)} µs{per_round})",
             "≤ 1.8x",
             None if cpu is None else cpu <= 1.8,
         )
@@ -106,18 +113,22 @@ def bars(results: dict[str, Any]) -> list[dict[str, Any]]:
         configurations = results["turns"]["configurations"]
         writers = 8 if any(c["writers"] == 8 for c in configurations) else max(c["writers"] for c in configurations)
 
-        def rate(mode: str) -> float:
+        def configuration(mode: str) -> dict[str, Any]:
             return next(
-                c["turns_per_s"]
+                c
                 for c in configurations
                 if c["writers"] == writers and c["sessions"] == "distinct" and c["mode"] == mode
             )
 
-        ordered, plain = rate("ordered"), rate("plain")
+        ordered, plain = configuration("ordered")["turns_per_s"], configuration("plain")["turns_per_s"]
         ratio = ordered / plain if plain else None
+        rounds = [configuration(mode).get("rounds_turns_per_s", []) for mode in ("ordered", "plain")]
+        per_round = ", ".join(_fmt(o / p if p else None) for o, p in zip(*rounds, strict=True))
         bar(
             f"Ordered / unordered turn creation, {writers} writers, distinct sessions",
-            f"{_fmt(ratio)} ({ordered:,.0f} vs {plain:,.0f} turns/s)",
+            f"{_fmt(ratio)} ({ordered:,.0f} vs {plain:,.0f} turns/s"
+            + (f"; by round {per_round}" if len(rounds[0]) > 1 else "")
+            + ")",
             "≥ 0.8",
             None if ratio is None else ratio >= 0.8,
         )
@@ -243,6 +254,12 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {writers} | {target} | {ordered['turns_per_s']:,.0f} | {plain['turns_per_s']:,.0f} "
                 f"| {_fmt(ratio)} | {ordered['conflicts']:,} | {check['missing']} / {check['duplicates']} |"
             )
+        turns = results["turns"]
+        lines += [
+            "",
+            f"Each configuration ran {turns.get('rounds', 1)} round(s) of {turns['seconds']:g} s, ordered and "
+            "unordered alternating; turns/s are pooled over the rounds.",
+        ]
         lines += [
             "",
             "A hot session takes one turn at a time by design (a second send while an answer streams is "

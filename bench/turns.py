@@ -45,8 +45,37 @@ def _check(session_ids: list[uuid.UUID]) -> dict[str, int]:
     }
 
 
-def run(scale: Scale, *, env: dict[str, str], progress) -> dict[str, Any]:
+def _round(pool, owners, *, writers: int, target: str, mode: str, scale: Scale) -> dict[str, Any]:
+    """`writers` processes adding turns for `turn_seconds`, on fresh sessions; ordered ones checked after."""
     from chat_sessions.models import ChatSession
+
+    count = writers if target == "distinct" else 1
+    sessions = fixtures.stream_sessions(owners[:count], count)
+    ChatSession.objects.filter(pk__in=[s.session_id for s in sessions]).update(message_count=0)
+    start_at = time.monotonic() + START_DELAY
+    tasks = [
+        {
+            "index": index,
+            "mode": mode,
+            "session_id": sessions[index % count].session_id,
+            "user_id": sessions[index % count].owner.user_id,
+            "start_at": start_at,
+            "seconds": scale.turn_seconds,
+        }
+        for index in range(writers)
+    ]
+    results = pool.map_async(writer.write_turns, tasks, chunksize=1).get(timeout=START_DELAY + scale.turn_seconds + 120)
+    measured: dict[str, Any] = {
+        "turns": sum(result["turns"] for result in results),
+        "conflicts": sum(result["conflicts"] for result in results),
+        "late_writers": sum(1 for result in results if result["late_seconds"] > 0),
+    }
+    if mode == "ordered":
+        measured["check"] = _check([session.session_id for session in sessions])
+    return measured
+
+
+def run(scale: Scale, *, env: dict[str, str], progress) -> dict[str, Any]:
 
     most = max(scale.writers)
     owners = fixtures.owners(most, prefix=TURN_USER_PREFIX)
@@ -58,36 +87,26 @@ def run(scale: Scale, *, env: dict[str, str], progress) -> dict[str, Any]:
         pool.map(time.sleep, [0.2] * most)  # every process imported Django before the clock starts
         for writers in scale.writers:
             for target in ("distinct", "hot"):
-                for mode in ("ordered", "plain"):
-                    progress(f"turns: {writers} writers, {target} sessions, {mode}")
-                    count = writers if target == "distinct" else 1
-                    sessions = fixtures.stream_sessions(owners[:count], count)
-                    ChatSession.objects.filter(pk__in=[s.session_id for s in sessions]).update(message_count=0)
-                    start_at = time.monotonic() + START_DELAY
-                    tasks = [
-                        {
-                            "index": index,
-                            "mode": mode,
-                            "session_id": sessions[index % count].session_id,
-                            "user_id": sessions[index % count].owner.user_id,
-                            "start_at": start_at,
-                            "seconds": scale.turn_seconds,
-                        }
-                        for index in range(writers)
-                    ]
-                    pending = pool.map_async(writer.write_turns, tasks, chunksize=1)
-                    results = pending.get(timeout=START_DELAY + scale.turn_seconds + 120)
-                    turns = sum(result["turns"] for result in results)
+                runs: dict[str, list[dict[str, Any]]] = {"ordered": [], "plain": []}
+                for round_number in range(scale.turn_rounds):
+                    for mode in ("ordered", "plain"):
+                        rounds = f" (round {round_number + 1} of {scale.turn_rounds})" if scale.turn_rounds > 1 else ""
+                        progress(f"turns: {writers} writers, {target} sessions, {mode}{rounds}")
+                        runs[mode].append(_round(pool, owners, writers=writers, target=target, mode=mode, scale=scale))
+                for mode, measured in runs.items():
+                    turns = sum(run["turns"] for run in measured)
                     row: dict[str, Any] = {
                         "writers": writers,
                         "sessions": target,
                         "mode": mode,
                         "turns": turns,
-                        "turns_per_s": round(turns / scale.turn_seconds, 1),
-                        "conflicts": sum(result["conflicts"] for result in results),
-                        "late_writers": sum(1 for result in results if result["late_seconds"] > 0),
+                        "turns_per_s": round(turns / (scale.turn_seconds * len(measured)), 1),
+                        "rounds_turns_per_s": [round(run["turns"] / scale.turn_seconds, 1) for run in measured],
+                        "conflicts": sum(run["conflicts"] for run in measured),
+                        "late_writers": sum(run["late_writers"] for run in measured),
                     }
                     if mode == "ordered":
-                        row["check"] = _check([session.session_id for session in sessions])
+                        checks = [run["check"] for run in measured]
+                        row["check"] = {key: sum(check[key] for check in checks) for key in checks[0]}
                     configurations.append(row)
-    return {"seconds": scale.turn_seconds, "configurations": configurations}
+    return {"seconds": scale.turn_seconds, "rounds": scale.turn_rounds, "configurations": configurations}

@@ -70,7 +70,7 @@ def test_every_load_delivers_tokens_every_way(results):
 def test_deepsight_saves_every_answer_it_streams(results):
     for load in results["proxy"]["loads"]:
         deepsight = load["ways"][-1]
-        assert deepsight["persisted_complete"] == load["streams"]
+        assert deepsight["persisted_complete"] == load["streams"] * load["rounds"] == deepsight["streams"]
 
 
 def test_the_api_section_seeds_and_lands_on_the_deep_pages(results):
