@@ -321,7 +321,7 @@ def plot(results: dict[str, Any], samples: dict[str, Any], path: Path) -> bool:
             axis.grid(True, which="both", alpha=0.2)
             axis.legend(fontsize=7, loc="lower right")
     figure.suptitle(f"deepsight token proxy vs direct and a bare aiohttp proxy ({results['machine']['date']})")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.985))  # room for the title above the first row
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
