@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -26,6 +27,17 @@ NOTHING_FOUND = (
 NO_SOURCES = "This notebook has no sources yet. Add a document or paste some text, then ask again."
 
 
+def _source_ids(ids: list[Any]) -> list[uuid.UUID]:
+    """The ids that can name a source; any other string names none (a session's ids are the client's)."""
+    valid = []
+    for value in ids:
+        try:
+            valid.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    return valid
+
+
 class LocalNotebookAgent(AgentBackend):
     """Answers from the notebook's own sources by quoting the passages that match best."""
 
@@ -34,7 +46,7 @@ class LocalNotebookAgent(AgentBackend):
     def prepare_turn(self, *, session: Any, question: str) -> Mapping[str, Any]:
         sources = Source.objects.filter(notebook_id=session.container_id).only("id", "title", "content")
         if session.rag_document_ids:
-            sources = sources.filter(pk__in=session.rag_document_ids)
+            sources = sources.filter(pk__in=_source_ids(session.rag_document_ids))
         passages = [
             passage
             for source in sources

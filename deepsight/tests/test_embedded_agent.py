@@ -116,6 +116,29 @@ def test_a_session_limited_to_some_sources_only_searches_those(owner_client, not
     assert "electrons" not in body["assistant_message"]["message"]
 
 
+def test_a_session_scoped_to_ids_that_name_no_source_answers_from_none(owner_client, notebook_id):
+    """Found by the stateful Schemathesis run: a malformed id was a 500 at the next message."""
+    owner_client.post(
+        f"/api/v1/notebooks/{notebook_id}/sources/", {"title": "A", "content": "Alpha particles."}, format="json"
+    )
+    session_id = owner_client.post(
+        f"/api/v1/notebooks/{notebook_id}/chat/sessions/",
+        {"rag_document_ids": ["not-a-source", "Ky\u0c7d"]},
+        format="json",
+    ).json()["session"]["id"]
+
+    response = owner_client.post(
+        f"/api/v1/notebooks/{notebook_id}/chat/sessions/{session_id}/messages/",
+        {"message": "What are alpha particles?"},
+        format="json",
+        HTTP_ACCEPT="application/json",
+    )
+
+    assert response.status_code == 201
+    assert response.json()["assistant_message"]["status"] == MessageStatus.COMPLETE
+    assert "Alpha particles" not in response.json()["assistant_message"]["message"]
+
+
 def test_bm25_prefers_the_passage_that_matches_more_rare_terms():
     passages = [
         *passages_split(source_id="1", title="Plants", content="Chlorophyll absorbs light. Plants are green."),
