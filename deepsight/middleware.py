@@ -150,21 +150,39 @@ class RequestBodyLimitASGI:
 # ------------------------------------------------------------------------------
 
 
-class RequestBodyLimitMiddleware:
-    """Refuses a request whose declared body is over the path's limit, before anything reads it."""
+class SyncOrAsyncMiddleware:
+    """Middleware that runs in Django's sync or async chain as it finds it: `_call` or `_acall`.
+
+    In an async chain (ASGI) a sync-only middleware would send every request through a worker
+    thread and back; these do no I/O, so they run on the event loop.
+    """
 
     sync_capable = True
     async_capable = True
 
-    def __init__(self, get_response: Callable) -> None:
-        self.get_response = get_response
+    def _adapt_to(self, get_response: Callable) -> None:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self._acall(request)
+        return self._acall(request) if self.is_async else self._call(request)
+
+    def _call(self, request: HttpRequest) -> HttpResponse:
+        raise NotImplementedError("SyncOrAsyncMiddleware subclasses must implement _call()")
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        raise NotImplementedError("SyncOrAsyncMiddleware subclasses must implement _acall()")
+
+
+class RequestBodyLimitMiddleware(SyncOrAsyncMiddleware):
+    """Refuses a request whose declared body is over the path's limit, before anything reads it."""
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+        self._adapt_to(get_response)
+
+    def _call(self, request: HttpRequest) -> HttpResponse:
         return self._refusal(request) or self.get_response(request)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
@@ -186,7 +204,7 @@ def bad_request(request: HttpRequest, exception: Exception, template_name: str =
     return defaults.bad_request(request, exception, template_name=template_name)
 
 
-class SecurityHeadersMiddleware:
+class SecurityHeadersMiddleware(SyncOrAsyncMiddleware):
     """Adds the Content-Security-Policy and the headers `SecurityMiddleware` does not set.
 
     The policy (`CONTENT_SECURITY_POLICY`, a dict of directives) allows scripts and styles from
@@ -197,18 +215,11 @@ class SecurityHeadersMiddleware:
     own policy keeps it.
     """
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response: Callable) -> None:
         self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+        self._adapt_to(get_response)
 
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self._acall(request)
+    def _call(self, request: HttpRequest) -> HttpResponse:
         return self._add_headers(request, self.get_response(request))
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
@@ -232,7 +243,7 @@ def content_security_policy(path: str) -> str:
     return "; ".join(" ".join([name, *sources]) for name, sources in directives.items())
 
 
-class StaticFilesMiddleware(WhiteNoiseMiddleware):
+class StaticFilesMiddleware(SyncOrAsyncMiddleware, WhiteNoiseMiddleware):
     """WhiteNoise, able to run in Django's async middleware chain.
 
     WhiteNoise's middleware is sync-only: under ASGI, Django then runs every request (not only the
@@ -241,19 +252,12 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
     chain stays async.
     """
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response: Callable, settings: Any = settings) -> None:
         super().__init__(get_response, settings)
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+        self._adapt_to(get_response)
 
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self._acall(request)
-        return super().__call__(request)
+    def _call(self, request: HttpRequest) -> HttpResponse:
+        return WhiteNoiseMiddleware.__call__(self, request)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         static_file = self.find_file(request.path_info) if self.autorefresh else self.files.get(request.path_info)
