@@ -3,8 +3,9 @@
 It posts the question to `BENCH_UPSTREAM_URL` (the fake upstream, `bench.upstream`) the way a
 RAGFlow agent completion is asked for, and turns the `data:{"event":"message",...}` frames into
 token events with the project's own HTTP pool and SSE reader (`chat_sessions.agents.http`), so the
-path measured is the one a RAGFlow backend takes. The project's RAGFlow backend
-(`notebooks/ragflow/`) was still being written when these benchmarks were.
+path measured is the one a RAGFlow backend takes. It is not the project's RAGFlow backend
+(`notebooks/ragflow/`): that one needs a provisioned notebook and opens a RAGFlow session per chat
+session before its first answer, which would put the fake's session endpoint into every turn.
 """
 
 from __future__ import annotations
