@@ -16,6 +16,8 @@ from django.db import connection
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 
+from chat_sessions.turn_sql import model_from_row
+
 
 @functools.cache
 def _token_user_sql(token_model: type) -> str:
@@ -43,16 +45,8 @@ class TokenAuthentication(authentication.TokenAuthentication):
         user = found[0]
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        created = _from_db(token_model, "created", user.token_created)
-        token = token_model.from_db(user._state.db, ["key", "user_id", "created"], [key, user.pk, created])
+        # `token_created` came as a plain column: converted as the ORM would (SQLite dates are text).
+        fields = [token_model._meta.get_field(name) for name in ("key", "user", "created")]
+        token = model_from_row(token_model, fields, (key, user.pk, user.token_created))
         token.user = user
         return user, token
-
-
-def _from_db(model: type, name: str, value: Any) -> Any:
-    """A column read outside the model's own query, converted as the ORM converts it (SQLite dates are text)."""
-    field = model._meta.get_field(name)
-    column = field.get_col(model._meta.db_table)
-    for converter in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
-        value = converter(value, column, connection)
-    return value
