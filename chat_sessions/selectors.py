@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from chat_sessions.access import containers_for_user
 from chat_sessions.models import ChatSession, ChatSessionTag, MessageStatus, SessionChatMessage
@@ -33,13 +33,8 @@ def sessions_for_user(*, user, container_id) -> QuerySet[ChatSession]:
     ).order_by("-last_activity", "-id")
 
 
-def sessions_with_tags(sessions: QuerySet[ChatSession]) -> QuerySet[ChatSession]:
-    """Sessions with their tags loaded in one extra query, for serializing a page of them."""
-    return sessions.prefetch_related(Prefetch("tag_set", queryset=ChatSessionTag.objects.order_by("name")))
-
-
 def sessions_tags_load(*, sessions: list[ChatSession]) -> None:
-    """Load the tags of a page of sessions in one query, as `loaded_tags` (source -> names, sorted).
+    """Load the tags of sessions about to be shown in one query, as `loaded_tags` (source -> names, sorted).
 
     `prefetch_related` does the same in one query too, but builds a queryset per session to hold
     the results, and the ORM builds the query anew each time: on a 20-row page those were a fifth
@@ -64,11 +59,10 @@ def sessions_tags_load(*, sessions: list[ChatSession]) -> None:
         session.loaded_tags = loaded[session.pk]
 
 
-def session_for_user(*, user, container_id, session_id, with_tags: bool = False) -> ChatSession | None:
+def session_for_user(*, user, container_id, session_id) -> ChatSession | None:
     """One session if the user may see it, else None."""
-    sessions = sessions_for_user(user=user, container_id=container_id)
     try:
-        return (sessions_with_tags(sessions) if with_tags else sessions).filter(pk=session_id).first()
+        return sessions_for_user(user=user, container_id=container_id).filter(pk=session_id).first()
     except (ValidationError, ValueError):
         return None
 

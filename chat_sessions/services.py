@@ -173,8 +173,7 @@ def _tags_replace(*, session: ChatSession, names: Iterable[str], source: str) ->
     ChatSessionTag.objects.bulk_create(
         [ChatSessionTag(session=session, name=name, source=source) for name in wanted if name not in existing]
     )
-    if hasattr(session, "_prefetched_objects_cache"):
-        session._prefetched_objects_cache.pop("tag_set", None)
+    session.__dict__.pop("loaded_tags", None)  # tags loaded for showing it are stale now
 
 
 def session_suggested_tags_set(*, session_id: Any, names: Sequence[str]) -> None:

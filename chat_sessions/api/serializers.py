@@ -56,7 +56,7 @@ class MessageSerializer(serializers.ModelSerializer):
 
 
 def _tag_names(session: ChatSession, source: str) -> list[str]:
-    loaded = getattr(session, "loaded_tags", None)  # a list page: selectors.sessions_tags_load
+    loaded = getattr(session, "loaded_tags", None)  # selectors.sessions_tags_load; else a query each
     if loaded is not None:
         return loaded.get(source, [])
     return [tag.name for tag in session.tag_set.all() if tag.source == source]

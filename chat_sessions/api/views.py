@@ -89,12 +89,11 @@ class ChatAPIMixin:
             return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code)
         return super().handle_exception(exc)
 
-    def session_or_404(self, *, with_tags: bool = False) -> ChatSession:
+    def session_or_404(self) -> ChatSession:
         session = selectors.session_for_user(
             user=self.request.user,
             container_id=self.kwargs["container_id"],
             session_id=self.kwargs["session_id"],
-            with_tags=with_tags,
         )
         if session is None:
             raise NotFound("No such session.")
@@ -118,8 +117,7 @@ class ChatSessionViewSet(
     def get_queryset(self) -> QuerySet[ChatSession]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no container
             return ChatSession.objects.none()
-        sessions = selectors.sessions_for_user(user=self.request.user, container_id=self.kwargs["container_id"])
-        return sessions if self.action == "list" else selectors.sessions_with_tags(sessions)
+        return selectors.sessions_for_user(user=self.request.user, container_id=self.kwargs["container_id"])
 
     def get_throttles(self):
         if self.action == "create":
@@ -148,12 +146,12 @@ class ChatSessionViewSet(
         serializer = ChatSessionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         session = services.session_create(container=self.container, user=request.user, **serializer.validated_data)
-        session = self.get_queryset().get(pk=session.pk)
-        return Response({"session": ChatSessionSerializer(session).data}, status=status.HTTP_201_CREATED)
+        return Response({"session": self._shown(session.pk)}, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: SESSION_DETAIL_ENVELOPE})
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        session = self.session_or_404(with_tags=True)
+        session = self.session_or_404()
+        selectors.sessions_tags_load(sessions=[session])
         recent = list(selectors.messages_for_session(session=session).order_by("-message_order")[:RECENT_MESSAGES])
         session.recent_messages = recent[::-1]
         session.has_older_messages = bool(recent) and recent[-1].message_order > 1
@@ -165,8 +163,13 @@ class ChatSessionViewSet(
         serializer = ChatSessionUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.session_update(session=session, **serializer.validated_data)
-        session = self.get_queryset().get(pk=session.pk)
-        return Response({"session": ChatSessionSerializer(session).data})
+        return Response({"session": self._shown(session.pk)})
+
+    def _shown(self, session_id: Any) -> dict[str, Any]:
+        """A session as the API shows it, read again after a write."""
+        session = self.get_queryset().get(pk=session_id)
+        selectors.sessions_tags_load(sessions=[session])
+        return ChatSessionSerializer(session).data
 
     @extend_schema(
         parameters=[
