@@ -91,6 +91,19 @@ def test_the_local_agent_asks_for_sources_when_there_are_none(live_server_asgi, 
     assert "".join(e.data["text"] for e in events if e.type == "token") == NO_SOURCES
 
 
+def ask_in_scoped_session(client, notebook_id, source_ids, question):
+    """A new session scoped to `source_ids`, asked one question; the JSON turn's response."""
+    session_id = client.post(
+        f"/api/v1/notebooks/{notebook_id}/chat/sessions/", {"rag_document_ids": source_ids}, format="json"
+    ).json()["session"]["id"]
+    return client.post(
+        f"/api/v1/notebooks/{notebook_id}/chat/sessions/{session_id}/messages/",
+        {"message": question},
+        format="json",
+        HTTP_ACCEPT="application/json",
+    )
+
+
 def test_a_session_limited_to_some_sources_only_searches_those(owner_client, notebook_id):
     first = owner_client.post(
         f"/api/v1/notebooks/{notebook_id}/sources/",
@@ -102,16 +115,8 @@ def test_a_session_limited_to_some_sources_only_searches_those(owner_client, not
         {"title": "B", "content": "Beta particles are electrons."},
         format="json",
     )
-    session_id = owner_client.post(
-        f"/api/v1/notebooks/{notebook_id}/chat/sessions/", {"rag_document_ids": [first]}, format="json"
-    ).json()["session"]["id"]
 
-    body = owner_client.post(
-        f"/api/v1/notebooks/{notebook_id}/chat/sessions/{session_id}/messages/",
-        {"message": "What are beta particles?"},
-        format="json",
-        HTTP_ACCEPT="application/json",
-    ).json()
+    body = ask_in_scoped_session(owner_client, notebook_id, [first], "What are beta particles?").json()
 
     assert "electrons" not in body["assistant_message"]["message"]
 
@@ -121,18 +126,10 @@ def test_a_session_scoped_to_ids_that_name_no_source_answers_from_none(owner_cli
     owner_client.post(
         f"/api/v1/notebooks/{notebook_id}/sources/", {"title": "A", "content": "Alpha particles."}, format="json"
     )
-    session_id = owner_client.post(
-        f"/api/v1/notebooks/{notebook_id}/chat/sessions/",
-        {"rag_document_ids": ["not-a-source", "Ky\u0c7d"]},
-        format="json",
-    ).json()["session"]["id"]
 
-    response = owner_client.post(
-        f"/api/v1/notebooks/{notebook_id}/chat/sessions/{session_id}/messages/",
-        {"message": "What are alpha particles?"},
-        format="json",
-        HTTP_ACCEPT="application/json",
-    )
+    malformed = ["not-a-source", "Ky\u0c7d"]
+
+    response = ask_in_scoped_session(owner_client, notebook_id, malformed, "What are alpha particles?")
 
     assert response.status_code == 201
     assert response.json()["assistant_message"]["status"] == MessageStatus.COMPLETE
