@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from celery.result import _set_task_join_will_block
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -14,6 +15,18 @@ def _clean_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _celery_not_inside_a_task():
+    """Start each test outside any Celery task, as a real caller is.
+
+    Eager tasks mark "a task is running" in one process-wide flag, set on entry and restored on
+    exit. Eager tasks run at once in a test server's threads (a load test's sends each queue a
+    title) interleave those restores and can leave the flag set, and every later `.get()` then
+    fails with "Never call result.get() within a task!".
+    """
+    _set_task_join_will_block(False)
 
 
 @pytest.fixture
