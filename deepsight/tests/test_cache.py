@@ -46,3 +46,29 @@ def test_one_request_after_another_opens_no_new_redis_connection():
     # Django's stock RedisCache opens one per context (20); the shared pool reuses its idle one.
     # Counted by the server: the two probes' own connections, and slack for one reconnect.
     assert _connections_received() - before <= 3
+
+
+def test_commands_from_many_threads_share_one_redis_client_and_each_gets_its_own_answer():
+    cache = caches["default"]
+    client = cache._cache.get_client(write=True)
+    assert cache._cache.get_client() is client  # one server: reads and writes, one client
+
+    errors: list[BaseException] = []
+
+    def worker(number: int) -> None:
+        try:
+            for round_number in range(50):
+                key = f"shared-client-{number}-{round_number}"
+                cache.set(key, number * 1000 + round_number)
+                assert cache.get(key) == number * 1000 + round_number
+        except BaseException as exc:  # reported below, from the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert _cache_in_new_thread()._cache.get_client() is client
