@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -36,8 +37,8 @@ from chat_sessions.models import (
     TagSource,
     TitleSource,
 )
-from chat_sessions.selectors import running_generation_exists, streaming_messages
-from chat_sessions.turn_sql import finish_sql, flush_sql, model_from_row, turn_sql
+from chat_sessions.selectors import running_generation_exists, session_for_user, streaming_messages
+from chat_sessions.turn_sql import finish_sql, flush_sql, model_from_row, turn_sql, visible_condition
 
 logger = logging.getLogger(__name__)
 
@@ -223,15 +224,47 @@ def turn_start(*, session: ChatSession, user: Any, text: str, client_message_id:
     """
     if connection.vendor == "postgresql":
         started = _turn_start_in_one_statement(
-            session=session, user=user, text=text, client_message_id=client_message_id
+            session_id=session.pk, user=user, text=text, client_message_id=client_message_id
         )
         if started is not None:
             return started
     return _turn_start_locked(session=session, user=user, text=text, client_message_id=client_message_id)
 
 
+def turn_start_for_user(
+    *, user: Any, container_id: Any, session_id: Any, text: str, client_message_id: str | None = None
+) -> TurnStarted | None:
+    """`turn_start` in a session named by id, if the user may see it there; None if not.
+
+    On PostgreSQL the lookup is part of the turn's one statement (`turn_sql.visible_condition`, the
+    access policy's query included): a send finds its session and stores its turn in one round
+    trip. Whatever that statement cannot decide, the lookup and `turn_start`'s locked path do.
+    """
+    try:
+        session_id = ChatSession._meta.pk.to_python(session_id)
+    except ValidationError:
+        return None
+    if connection.vendor == "postgresql":
+        visible = visible_condition(user=user, container_id=container_id)
+        if visible is not None:
+            started = _turn_start_in_one_statement(
+                session_id=session_id, user=user, text=text, client_message_id=client_message_id, visible=visible
+            )
+            if started is not None:
+                return started
+    session = session_for_user(user=user, container_id=container_id, session_id=session_id)
+    if session is None:
+        return None
+    return _turn_start_locked(session=session, user=user, text=text, client_message_id=client_message_id)
+
+
 def _turn_start_in_one_statement(
-    *, session: ChatSession, user: Any, text: str, client_message_id: str | None
+    *,
+    session_id: Any,
+    user: Any,
+    text: str,
+    client_message_id: str | None,
+    visible: tuple[str, list[Any]] | None = None,
 ) -> TurnStarted | None:
     """The turn in one round trip, or None when the locked path must decide.
 
@@ -241,14 +274,15 @@ def _turn_start_in_one_statement(
     streaming: `chat_msg_one_streaming_unique` refuses the second, which then takes the locked path.
     """
     now = timezone.now()
-    question, answer = _turn_messages(session_id=session.pk, text=text, client_message_id=client_message_id, now=now)
+    question, answer = _turn_messages(session_id=session_id, text=text, client_message_id=client_message_id, now=now)
     sql, params, session_fields = turn_sql(
-        session_id=session.pk,
+        session_id=session_id,
         user_id=user.pk,
         messages=(question, answer),
         client_message_id=client_message_id or None,
         limit=chat_settings.MAX_CONCURRENT_GENERATIONS_PER_USER,
         now=now,
+        visible=visible,
     )
     # In autocommit the statement is its own transaction; inside one, a savepoint keeps a refusal
     # from breaking the caller's transaction.

@@ -17,14 +17,38 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection
 from django.db.models import Model
 
+from chat_sessions.access import containers_for_user
 from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage, SessionStatus
 
 
 def _quoted(name: str) -> str:
     return connection.ops.quote_name(name)
+
+
+def visible_condition(*, user: Any, container_id: Any) -> tuple[str, list[Any]] | None:
+    """(sql, params): a condition on a session row, "in this container, the user's own, and the
+    container one the access policy lets the user chat in"; None when no row can match.
+
+    `selectors.sessions_for_user` as SQL, with the configured `ACCESS_POLICY`'s own query inside,
+    so a turn's statement can find the session and take the turn in one round trip.
+    """
+    container = ChatSession._meta.get_field("container")
+    try:
+        policy = containers_for_user(user=user).order_by().values(container.target_field.attname)
+        policy_sql, policy_params = policy.query.get_compiler(connection=connection).as_sql()
+        container_value = container.get_db_prep_value(container_id, connection)
+    except (EmptyResultSet, ValidationError, ValueError):
+        return None
+    owner = _quoted(ChatSession._meta.get_field("created_by").column)
+    column = _quoted(container.column)
+    return (
+        f"{owner} = %s AND {column} = %s AND {column} IN ({policy_sql})",
+        [user.pk, container_value, *policy_params],
+    )
 
 
 def turn_sql(
@@ -35,10 +59,12 @@ def turn_sql(
     client_message_id: str | None,
     limit: int,
     now: datetime,
+    visible: tuple[str, list[Any]] | None = None,
 ) -> tuple[str, list[Any], list[Any]]:
     """(sql, params, session fields): rows of (message id, message order, *session columns), or none.
 
-    No row means the statement could not take the turn by itself; nothing was written.
+    No row means the statement could not take the turn by itself; nothing was written. `visible`
+    (`visible_condition`) limits it to a session the user may see.
     """
     sessions, rows = _quoted(ChatSession._meta.db_table), _quoted(SessionChatMessage._meta.db_table)
     session_fields = list(ChatSession._meta.concrete_fields)
@@ -51,6 +77,9 @@ def turn_sql(
         f"NOT EXISTS (SELECT 1 FROM {rows} WHERE session_id = %s AND status = %s)",
     ]
     condition_params: list[Any] = [session_id, MessageStatus.STREAMING]
+    if visible is not None:
+        conditions.append(visible[0])
+        condition_params += visible[1]
     if client_message_id:
         conditions.append(f"NOT EXISTS (SELECT 1 FROM {rows} WHERE session_id = %s AND client_message_id = %s)")
         condition_params += [session_id, client_message_id]

@@ -232,15 +232,20 @@ class MessagesView(ChatAPIMixin, ListAPIView):
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         from chat_sessions.streaming.turns import turn_prepare
 
-        session = self.session_or_404()
         serializer = MessageSendSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            self.session_or_404()  # an unknown or foreign session is a 404 before any 400
+            raise serializers.ValidationError(serializer.errors)
+        # The session is looked up by the turn's own statement (one round trip on PostgreSQL).
         prepared = turn_prepare(
-            session=session,
             user=request.user,
+            container_id=self.kwargs["container_id"],
+            session_id=self.kwargs["session_id"],
             text=serializer.validated_data["message"],
             client_message_id=serializer.validated_data.get("client_message_id"),
         )
+        if prepared is None:
+            raise NotFound("No such session.")
         response = Response(status=status.HTTP_202_ACCEPTED)
         response.prepared = prepared
         return response

@@ -10,7 +10,7 @@ from chat_sessions.agents.registry import agent_backend
 from chat_sessions.conf import chat_settings
 from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage
 from chat_sessions.payloads import message_as_dict
-from chat_sessions.services import TurnStarted, turn_start
+from chat_sessions.services import TurnStarted, turn_start_for_user
 from chat_sessions.streaming.generation import GenerationSpec
 
 
@@ -21,9 +21,18 @@ class PreparedTurn:
     spec: GenerationSpec | None
 
 
-def turn_prepare(*, session: ChatSession, user: Any, text: str, client_message_id: str | None) -> PreparedTurn:
-    """Sync: store the turn (or find it again for a retry) and build its generation's spec."""
-    started = turn_start(session=session, user=user, text=text, client_message_id=client_message_id)
+def turn_prepare(
+    *, user: Any, container_id: Any, session_id: Any, text: str, client_message_id: str | None
+) -> PreparedTurn | None:
+    """Sync: store the turn (or find it again for a retry) and build its generation's spec.
+
+    None when the user may not see that session in that container (a 404 for the caller).
+    """
+    started = turn_start_for_user(
+        user=user, container_id=container_id, session_id=session_id, text=text, client_message_id=client_message_id
+    )
+    if started is None:
+        return None
     if started.replayed:
         return PreparedTurn(started=started, spec=None)
     session = started.session

@@ -9,8 +9,9 @@ from django.db import connections
 
 from chat_sessions.exceptions import GenerationInProgress, GenerationLimitReached, SessionArchived
 from chat_sessions.models import MessageStatus, SessionChatMessage, SessionStatus
-from chat_sessions.services import message_finish, turn_start
+from chat_sessions.services import message_finish, turn_start, turn_start_for_user
 from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory, UserFactory
+from notebooks.models import Notebook
 
 
 @pytest.fixture
@@ -100,6 +101,62 @@ def test_on_postgresql_a_turn_is_one_statement(user, django_assert_num_queries):
         started = turn_start(session=session, user=user, text="Why is the sky blue?", client_message_id="c-2")
 
     assert (started.user_message.message_order, started.assistant_message.message_order) == (1, 2)
+
+
+@pytest.mark.skipif(connections["default"].vendor != "postgresql", reason="PostgreSQL's path; CI runs it there")
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_send_finds_its_session_and_takes_the_turn_in_one_statement(user, django_assert_num_queries):
+    session = ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user)
+
+    with django_assert_num_queries(1):
+        started = turn_start_for_user(
+            user=user, container_id=session.container_id, session_id=str(session.pk), text="Why is the sky blue?"
+        )
+
+    assert started.session.pk == session.pk
+    assert (started.user_message.message_order, started.assistant_message.message_order) == (1, 2)
+
+
+def _not_started(user, *, container_id, session_id) -> bool:
+    started = turn_start_for_user(user=user, container_id=container_id, session_id=session_id, text="let me in")
+    return started is None and not SessionChatMessage.objects.filter(message="let me in").exists()
+
+
+def test_a_send_never_reaches_a_session_the_user_may_not_see(session, user):
+    other = UserFactory()
+    theirs = ChatSessionFactory(container=NotebookFactory(owner=other), created_by=other)
+    my_other_notebook = NotebookFactory(owner=user)
+
+    assert _not_started(user, container_id=theirs.container_id, session_id=theirs.pk)  # another user's
+    assert _not_started(user, container_id=session.container_id, session_id=theirs.pk)  # theirs, through my notebook
+    assert _not_started(user, container_id=my_other_notebook.pk, session_id=session.pk)  # mine, wrong notebook
+    assert _not_started(user, container_id=session.container_id, session_id="not-a-uuid")
+    assert _not_started(user, container_id="not-a-uuid", session_id=session.pk)
+    assert orders(session) == []
+    assert orders(theirs) == []
+
+
+def no_containers(*, user):
+    return Notebook.objects.none()
+
+
+def unlocked_notebooks(*, user):
+    return Notebook.objects.filter(owner=user).exclude(name="locked")
+
+
+@pytest.mark.django_db(transaction=True)  # on PostgreSQL: autocommit, the one-statement path a request takes
+def test_a_send_follows_the_configured_access_policy(user, settings):
+    locked = ChatSessionFactory(container=NotebookFactory(owner=user, name="locked"), created_by=user)
+    unlocked = ChatSessionFactory(container=NotebookFactory(owner=user, name="open"), created_by=user)
+
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "ACCESS_POLICY": f"{__name__}.unlocked_notebooks"}
+    assert _not_started(user, container_id=locked.container_id, session_id=locked.pk)
+    started = turn_start_for_user(user=user, container_id=unlocked.container_id, session_id=unlocked.pk, text="?")
+    assert started is not None
+    assert started.session.pk == unlocked.pk
+
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "ACCESS_POLICY": f"{__name__}.no_containers"}
+    assert _not_started(user, container_id=locked.container_id, session_id=locked.pk)
 
 
 @pytest.mark.skipif(connections["default"].vendor != "postgresql", reason="PostgreSQL's path; CI runs it there")
