@@ -232,10 +232,15 @@ class MessagesView(ChatAPIMixin, ListAPIView):
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         from chat_sessions.streaming.turns import turn_prepare
 
-        serializer = MessageSendSerializer(data=request.data)
-        if not serializer.is_valid():
-            self.session_or_404()  # an unknown or foreign session is a 404 before any 400
-            raise serializers.ValidationError(serializer.errors)
+        try:
+            serializer = MessageSendSerializer(data=request.data)
+            if not serializer.is_valid():
+                raise serializers.ValidationError(serializer.errors)
+        except APIException:
+            # A body that cannot be read (400, 415) or is invalid (400): an unknown or foreign
+            # session is a 404 first, so the answer says nothing about someone else's session.
+            self.session_or_404()
+            raise
         # The session is looked up by the turn's own statement (one round trip on PostgreSQL).
         prepared = turn_prepare(
             user=request.user,

@@ -254,6 +254,28 @@ def test_another_users_session_is_not_found(owner_client, other_user, method, su
     assert (session.title, session.status) == ("Theirs", SessionStatus.ACTIVE)
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "own_status"),
+    [
+        (b"\x00", "application/json", 400),  # not JSON
+        (b'{"message": ""}', "application/json", 400),  # JSON, invalid
+        (b"message=hi", "text/plain", 415),  # a type the API does not read
+    ],
+)
+def test_a_bad_send_to_another_users_session_is_not_found_before_it_is_bad(
+    owner_client, other_user, notebook, body, content_type, own_status
+):
+    theirs = ChatSessionFactory(container=NotebookFactory(owner=other_user), created_by=other_user)
+    mine = make_session(notebook)
+
+    foreign = owner_client.generic("POST", session_url(theirs) + "messages/", body, content_type=content_type)
+    own = owner_client.generic("POST", session_url(mine) + "messages/", body, content_type=content_type)
+
+    assert foreign.status_code == 404
+    assert own.status_code == own_status
+    assert not SessionChatMessage.objects.exists()
+
+
 @pytest.mark.parametrize(("method", "suffix"), SESSION_ROUTES)
 def test_a_session_reached_through_another_of_the_users_notebooks_is_not_found(
     owner_client, notebook, user, method, suffix
