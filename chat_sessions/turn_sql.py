@@ -21,8 +21,8 @@ from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection
 from django.db.models import Model
 
-from chat_sessions.access import containers_for_user
 from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage, SessionStatus
+from chat_sessions.selectors import sessions_for_user
 
 
 def _quoted(name: str) -> str:
@@ -30,25 +30,18 @@ def _quoted(name: str) -> str:
 
 
 def visible_condition(*, user: Any, container_id: Any) -> tuple[str, list[Any]] | None:
-    """(sql, params): a condition on a session row, "in this container, the user's own, and the
-    container one the access policy lets the user chat in"; None when no row can match.
+    """(sql, params): "this session row is one the user may see in this container"; None when none is.
 
-    `selectors.sessions_for_user` as SQL, with the configured `ACCESS_POLICY`'s own query inside,
-    so a turn's statement can find the session and take the turn in one round trip.
+    Compiled from `selectors.sessions_for_user` itself (owner, container, the configured
+    `ACCESS_POLICY`'s query), so the rule lives in one place, and a turn's statement can find its
+    session and take the turn in one round trip.
     """
-    container = ChatSession._meta.get_field("container")
     try:
-        policy = containers_for_user(user=user).order_by().values(container.target_field.attname)
-        policy_sql, policy_params = policy.query.get_compiler(connection=connection).as_sql()
-        container_value = container.get_db_prep_value(container_id, connection)
+        visible = sessions_for_user(user=user, container_id=container_id).order_by().values("pk")
+        sql, params = visible.query.get_compiler(connection=connection).as_sql()
     except (EmptyResultSet, ValidationError, ValueError):
         return None
-    owner = _quoted(ChatSession._meta.get_field("created_by").column)
-    column = _quoted(container.column)
-    return (
-        f"{owner} = %s AND {column} = %s AND {column} IN ({policy_sql})",
-        [user.pk, container_value, *policy_params],
-    )
+    return f"{_quoted(ChatSession._meta.pk.column)} IN ({sql})", list(params)
 
 
 def turn_sql(
