@@ -17,16 +17,17 @@ Uploads need more room than JSON, so paths matching `REQUEST_BODY_UPLOAD_PATHS` 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from whitenoise.middleware import WhiteNoiseMiddleware
 
@@ -263,5 +264,32 @@ class StaticFilesMiddleware(SyncOrAsyncMiddleware, WhiteNoiseMiddleware):
         static_file = self.find_file(request.path_info) if self.autorefresh else self.files.get(request.path_info)
         if static_file is not None:
             # autorefresh (DEBUG) searches the disk; production finds files in a dict built at start.
-            return self.serve(static_file, request)
+            return _with_async_body(self.serve(static_file, request))
         return await self.get_response(request)
+
+
+STATIC_READ_BYTES = 64 * 1024
+
+
+def _with_async_body(response: FileResponse) -> FileResponse:
+    """The file read in a worker thread chunk by chunk, as the ASGI server asks for it.
+
+    WhiteNoise's body is a sync iterator: under ASGI, Django reads it whole in a thread before
+    sending the first byte, and warns on every static file that it had to.
+    """
+    file = response.file_to_stream
+    response.streaming_content = _file_chunks(file) if file is not None else _no_chunks()
+    return response
+
+
+async def _file_chunks(file: Any) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await asyncio.to_thread(file.read, STATIC_READ_BYTES):
+            yield chunk
+    finally:
+        file.close()
+
+
+async def _no_chunks() -> AsyncIterator[bytes]:
+    return
+    yield  # an async generator with nothing to send: HEAD, 304

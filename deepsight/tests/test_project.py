@@ -131,10 +131,23 @@ def test_static_files_are_served_through_the_async_chain(settings):
 
     settings.WHITENOISE_AUTOREFRESH = settings.WHITENOISE_USE_FINDERS = True  # nothing is collected in tests
 
-    response = async_to_sync(AsyncClient().get)(f"{settings.STATIC_URL}chat_sessions/chat.js")
+    url = f"{settings.STATIC_URL}chat_sessions/chat.js"
+    on_disk = (Path(__file__).resolve().parents[2] / "chat_sessions/static/chat_sessions/chat.js").read_bytes()
+
+    response = async_to_sync(AsyncClient().get)(url)
+    body = async_to_sync(_joined)(response.streaming_content)
+    etag = response["ETag"]
+    unchanged = async_to_sync(AsyncClient().get)(url, headers={"If-None-Match": etag})
 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/javascript")
+    assert response.is_async  # else Django reads the whole file in a thread first, and warns
+    assert body == on_disk
+    assert unchanged.status_code == 304
+
+
+async def _joined(chunks) -> bytes:
+    return b"".join([chunk async for chunk in chunks])
 
 
 def test_the_security_middleware_check_accepts_subclasses_and_catches_a_missing_one(settings):
