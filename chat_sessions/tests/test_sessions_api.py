@@ -310,7 +310,8 @@ def test_anonymous_clients_are_refused_everywhere(api_client, notebook, method, 
 
     response = getattr(api_client, method)(url, {}, format="json")
 
-    assert response.status_code in (401, 403)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Token")
 
 
 def test_cookie_authenticated_writes_need_the_csrf_token(client, user, notebook):

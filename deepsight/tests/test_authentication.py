@@ -1,7 +1,8 @@
 """API tokens: DRF's rules, read in one query (deepsight/authentication.py).
 
-A refused token is a 403 with DRF's message: session authentication comes first in
-`DEFAULT_AUTHENTICATION_CLASSES`, and DRF answers 401 only when the first class names a scheme.
+A refused or missing token is a 401 naming the `Token` scheme, with DRF's message: token
+authentication comes first in `DEFAULT_AUTHENTICATION_CLASSES`, and DRF takes the scheme from the
+first class (session authentication names none, which would make it a 403).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def test_the_api_answers_a_token_user_and_refuses_an_unknown_token(user, user_to
 
     response = client_with("0" * 40).get(NOTEBOOKS)
 
-    assert response.status_code == 403
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
     assert response.json() == {"detail": "Invalid token."}
 
 
@@ -52,11 +54,11 @@ def test_an_inactive_users_token_is_refused(user, user_token):
 
     response = client_with(user_token).get(NOTEBOOKS)
 
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json() == {"detail": "User inactive or deleted."}
 
 
 def test_a_deleted_token_stops_working_at_once(user, user_token):
     Token.objects.filter(key=user_token).delete()
 
-    assert client_with(user_token).get(NOTEBOOKS).status_code == 403
+    assert client_with(user_token).get(NOTEBOOKS).status_code == 401
