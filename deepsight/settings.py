@@ -331,6 +331,8 @@ RAGFLOW_TIMEOUT = env.float("RAGFLOW_TIMEOUT", default=30.0)  # seconds, for cal
 RAGFLOW_STREAM_READ_TIMEOUT = env.float("RAGFLOW_STREAM_READ_TIMEOUT", default=120.0)  # idle seconds in a stream
 RAGFLOW_RETRIES = env.int("RAGFLOW_RETRIES", default=3)  # for idempotent calls only
 RAGFLOW_RETRY_BACKOFF = env.float("RAGFLOW_RETRY_BACKOFF", default=0.5)
+# How often a notebook page re-reads the sources still being parsed (sources.js), in seconds.
+SOURCE_STATUS_POLL_SECONDS = env.float("SOURCE_STATUS_POLL_SECONDS", default=2.0)
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="")
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_MODEL = env("OPENAI_MODEL", default="gpt-4o-mini")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -20,7 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from notebooks import selectors, services
 from notebooks.forms import NotebookForm, NotebookRenameForm, SourceFileForm, SourceTextForm
-from notebooks.models import Notebook
+from notebooks.models import Notebook, ParseStatus
 from notebooks.uploads import UploadRejected
 
 
@@ -59,6 +60,9 @@ def _notebook_page(request: HttpRequest, notebook: Notebook, *, status: int = 20
         "file_form": forms.get("file_form") or SourceFileForm(),
         "rename_form": forms.get("rename_form") or NotebookRenameForm(initial={"name": notebook.name}),
         "chat_api_url": reverse("chat_sessions:session-list", kwargs={"container_id": notebook.pk}),
+        # sources.js shows the statuses it polls for in the same words as the page.
+        "parse_status_labels": dict(ParseStatus.choices),
+        "source_poll_ms": round(settings.SOURCE_STATUS_POLL_SECONDS * 1000),
     }
     return render(request, "notebooks/notebook_detail.html", context, status=status)
 

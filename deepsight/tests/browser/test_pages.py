@@ -101,3 +101,46 @@ def test_add_sources_by_pasting_and_uploading_and_see_their_status(logged_in, no
     page.get_by_role("textbox", name="Message").fill("What do ribosomes translate?")
     page.get_by_role("textbox", name="Message").press("Enter")
     expect(page.locator(".chat-msg-assistant blockquote")).to_contain_text("messenger RNA")
+
+
+def test_a_sources_parse_status_updates_without_a_reload_and_polling_stops_when_all_are_settled(
+    logged_in, notebook, settings
+):
+    from chat_sessions.tests.factories import SourceFactory
+
+    settings.SOURCE_STATUS_POLL_SECONDS = 0.2
+    page = logged_in
+    reading = SourceFactory(notebook=notebook, title="Field notes", parse_status="parsing", parse_progress=0.4)
+    failing = SourceFactory(notebook=notebook, title="Scanned page", parse_status="pending")
+    leaving = SourceFactory(notebook=notebook, title="Old draft", parse_status="deleting")
+    SourceFactory(notebook=notebook, title="Settled", parse_status="ready")
+    polls = []
+    page.on("request", lambda request: polls.append(request.url) if "/api/v1/" in request.url else None)
+    page.goto(f"/notebooks/{notebook.pk}/")
+    items = page.get_by_role("region", name="Sources").get_by_role("listitem")
+
+    def item(title):
+        return items.filter(has_text=title)
+
+    expect(item("Field notes")).to_contain_text("Parsing 40%")
+    expect(item("Scanned page")).to_contain_text("Pending")
+
+    Source.objects.filter(pk=reading.pk).update(parse_progress=0.7)
+    expect(item("Field notes")).to_contain_text("Parsing 70%")
+
+    Source.objects.filter(pk=failing.pk).update(parse_status="error", last_error="RAGFlow could not read this file.")
+    Source.objects.filter(pk=leaving.pk).delete()
+    expect(item("Scanned page")).to_contain_text("Error")
+    expect(item("Scanned page")).to_contain_text("RAGFlow could not read this file.")
+    expect(item("Old draft")).to_have_count(0)
+    expect(page.locator(".sources .count-badge")).to_have_text("3")
+
+    Source.objects.filter(pk=reading.pk).update(parse_status="ready", parse_progress=1.0)
+    expect(item("Field notes")).to_contain_text("Ready")
+    expect(item("Field notes")).not_to_contain_text("%")
+    source_polls = [url for url in polls if "/sources/" in url]
+    assert source_polls, "the statuses came from the API"
+    assert not any(str(source.pk) in url for url in source_polls for source in Source.objects.filter(title="Settled"))
+    settled_at = len(source_polls)
+    page.wait_for_timeout(1000)  # five intervals: nothing is unsettled, so nothing more is asked
+    assert len([url for url in polls if "/sources/" in url]) == settled_at
