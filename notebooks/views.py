@@ -7,6 +7,7 @@ from the browser (see `chat_sessions/static/chat_sessions/chat.js`).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
@@ -61,7 +62,7 @@ def _notebook_page(request: HttpRequest, notebook: Notebook, *, status: int = 20
         "rename_form": forms.get("rename_form") or NotebookRenameForm(initial={"name": notebook.name}),
         "chat_api_url": reverse("chat_sessions:session-list", kwargs={"container_id": notebook.pk}),
         # sources.js shows the statuses it polls for in the same words as the page.
-        "parse_status_labels": dict(ParseStatus.choices),
+        "parse_status_labels": json.dumps({value: str(label) for value, label in ParseStatus.choices}),
         "source_poll_ms": round(settings.SOURCE_STATUS_POLL_SECONDS * 1000),
     }
     return render(request, "notebooks/notebook_detail.html", context, status=status)

@@ -14,8 +14,7 @@ const SETTLED = new Set(["ready", "error"]);
 const MAX_BACKOFF_MS = 30000;
 
 const list = document.querySelector(".source-list[data-source-url]");
-const labelsNode = document.getElementById("parse-status-labels");
-const labels = labelsNode ? JSON.parse(labelsNode.textContent) : {};
+const labels = list ? JSON.parse(list.dataset.statusLabels || "{}") : {};
 
 function statusText(source) {
   const label = labels[source.parse_status] || source.parse_status;
