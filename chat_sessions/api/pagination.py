@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.response import Response
 
 from chat_sessions.conf import chat_settings
@@ -73,6 +73,11 @@ class MessageCursorPagination(StrictPageSizeMixin, CursorPagination):
         return Response(
             {"messages": list(reversed(data)), "older": self.get_next_link(), "newer": self.get_previous_link()}
         )
+
+    def older_link(self, *, base_url: str, before_order: int) -> str:
+        """The `older` link of a page whose oldest message has `before_order`, as this class writes it."""
+        self.base_url = base_url
+        return self.encode_cursor(Cursor(offset=0, reverse=False, position=str(before_order)))
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         return {

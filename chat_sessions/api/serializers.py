@@ -143,16 +143,22 @@ def _datetime_writer() -> Callable[[datetime], str]:
 class ChatSessionDetailSerializer(ChatSessionSerializer):
     messages = MessageSerializer(many=True, read_only=True, source="recent_messages")
     has_older_messages = serializers.BooleanField(read_only=True)
+    older_messages = serializers.URLField(
+        read_only=True,
+        allow_null=True,
+        help_text="The messages before `messages`, as the history's `older` link; null when there are none.",
+    )
 
     def to_representation(self, session: ChatSession) -> dict[str, Any]:
         return {
             **super().to_representation(session),
             "messages": [message_as_dict(message) for message in session.recent_messages],
             "has_older_messages": session.has_older_messages,
+            "older_messages": session.older_messages,
         }
 
     class Meta(ChatSessionSerializer.Meta):
-        fields = (*ChatSessionSerializer.Meta.fields, "messages", "has_older_messages")
+        fields = (*ChatSessionSerializer.Meta.fields, "messages", "has_older_messages", "older_messages")
         read_only_fields = fields
 
 

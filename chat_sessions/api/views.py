@@ -17,6 +17,7 @@ from rest_framework.exceptions import APIException, NotFound
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
@@ -155,6 +156,12 @@ class ChatSessionViewSet(
         recent = list(selectors.messages_for_session(session=session).order_by("-message_order")[:RECENT_MESSAGES])
         session.recent_messages = recent[::-1]
         session.has_older_messages = bool(recent) and recent[-1].message_order > 1
+        session.older_messages = None
+        if session.has_older_messages:
+            messages_url = reverse("chat_sessions:session-messages", kwargs=self.kwargs, request=request)
+            session.older_messages = MessageCursorPagination().older_link(
+                base_url=messages_url, before_order=recent[-1].message_order
+            )
         return Response({"session": ChatSessionDetailSerializer(session).data})
 
     @extend_schema(request=ChatSessionUpdateSerializer, responses={200: SESSION_ENVELOPE})

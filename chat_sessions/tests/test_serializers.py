@@ -62,7 +62,7 @@ def test_a_list_page_with_tags_loaded_in_one_query_reads_the_same(session, djang
 
 def test_the_detail_adds_its_recent_messages(session):
     message = MessageFactory(session=session, message_order=1)
-    session.recent_messages, session.has_older_messages = [message], False
+    session.recent_messages, session.has_older_messages, session.older_messages = [message], False, None
 
     data = ChatSessionDetailSerializer(session).data
     generic = serializers.ModelSerializer.to_representation(ChatSessionDetailSerializer(session), session)

@@ -161,6 +161,20 @@ def test_session_detail_has_the_newest_messages_oldest_first(owner_client, noteb
     assert body["has_older_messages"] is True
     for field in ("id", "sender", "message", "status", "message_order", "timestamp", "metadata"):
         assert field in body["messages"][0]
+    older = owner_client.get(body["older_messages"]).json()
+    assert [m["message_order"] for m in older["messages"]] == list(range(1, 11))
+    assert older["older"] is None
+
+
+def test_a_short_sessions_detail_has_no_older_messages(owner_client, notebook):
+    session = make_session(notebook, message_count=2)
+    for order in (1, 2):
+        MessageFactory(session=session, message_order=order)
+
+    body = owner_client.get(session_url(session)).json()["session"]
+
+    assert [m["message_order"] for m in body["messages"]] == [1, 2]
+    assert (body["has_older_messages"], body["older_messages"]) == (False, None)
 
 
 def test_rename_marks_the_title_as_the_users(owner_client, notebook):
