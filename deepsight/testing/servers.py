@@ -59,14 +59,6 @@ class UvicornThread:
         self.thread.join(timeout=10)
         self.sock.close()
 
-    async def _cancel_leftovers(self) -> None:
-        # A reply the client abandoned (a scripted slow answer) may still be sleeping in its
-        # handler; cancel it rather than leave the loop to stop with it pending.
-        leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in leftovers:
-            task.cancel()
-        await asyncio.gather(*leftovers, return_exceptions=True)
-
 
 class AiohttpThread:
     """An aiohttp application (a fake upstream) served in a background thread with its own loop."""
