@@ -7,6 +7,7 @@ instead of a silent success.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from rest_framework.settings import api_settings
 from chat_sessions.conf import chat_settings
 from chat_sessions.models import ChatSession, SessionChatMessage, SessionStatus, TagSource
 from chat_sessions.payloads import message_as_dict
+from chat_sessions.selectors import sessions_tags_load
 
 
 class StrictInputMixin:
@@ -56,10 +58,9 @@ class MessageSerializer(serializers.ModelSerializer):
 
 
 def _tag_names(session: ChatSession, source: str) -> list[str]:
-    loaded = getattr(session, "loaded_tags", None)  # selectors.sessions_tags_load; else a query each
-    if loaded is not None:
-        return loaded.get(source, [])
-    return [tag.name for tag in session.tag_set.all() if tag.source == source]
+    if getattr(session, "loaded_tags", None) is None:
+        sessions_tags_load(sessions=[session])  # a query; lists load all their sessions' tags at once
+    return session.loaded_tags.get(source, [])
 
 
 class ChatSessionSerializer(serializers.ModelSerializer):
@@ -94,7 +95,7 @@ class ChatSessionSerializer(serializers.ModelSerializer):
 
         Dates read exactly as DRF's `DateTimeField` writes them (`_datetime_writer`).
         """
-        moment = _datetime_writer()
+        moment = self._moment
         return {
             "id": str(session.pk),
             "container_id": str(session.container_id),
@@ -113,6 +114,11 @@ class ChatSessionSerializer(serializers.ModelSerializer):
             "created_at": moment(session.created_at),
             "updated_at": moment(session.updated_at),
         }
+
+    @functools.cached_property
+    def _moment(self) -> Callable[[datetime], str]:
+        # Once per serializer: a list's rows share the one its `many=True` parent made.
+        return _datetime_writer()
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_tags(self, session: ChatSession) -> list[str]:

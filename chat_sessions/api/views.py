@@ -129,7 +129,7 @@ class ChatSessionViewSet(
     @extend_schema(responses={200: ChatSessionSerializer(many=True)})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         try:
-            page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+            page = self.paginate_queryset(selectors.sessions_with_tags(self.filter_queryset(self.get_queryset())))
         except APIException:
             self._container_or_404()  # a notebook the user may not see is a 404 before any 400
             raise
@@ -174,7 +174,7 @@ class ChatSessionViewSet(
 
     def _shown(self, session_id: Any) -> dict[str, Any]:
         """A session as the API shows it, read again after a write."""
-        session = self.get_queryset().get(pk=session_id)
+        session = selectors.sessions_with_tags(self.get_queryset()).get(pk=session_id)
         selectors.sessions_tags_load(sessions=[session])
         return ChatSessionSerializer(session).data
 

@@ -138,8 +138,8 @@ def test_page_size_is_capped(owner_client, notebook):
 def test_session_list_query_count_does_not_grow_with_the_page(owner_client, notebook, django_assert_num_queries):
     for index in range(3):
         make_session(notebook).tag_set.create(name=f"t{index}")
-    # The page (scoped to the containers this user may chat in), then its tags.
-    with django_assert_num_queries(2) as few:
+    # One query: the page, scoped to the containers this user may chat in, with its tags.
+    with django_assert_num_queries(1) as few:
         owner_client.get(sessions_url(notebook.id))
     for index in range(40):
         make_session(notebook).tag_set.create(name=f"more{index}")
@@ -147,7 +147,36 @@ def test_session_list_query_count_does_not_grow_with_the_page(owner_client, note
     with django_assert_num_queries(len(few.captured_queries)):
         response = owner_client.get(sessions_url(notebook.id), {"page_size": 50})
 
-    assert len(response.json()["sessions"]) == 43
+    sessions = response.json()["sessions"]
+    assert len(sessions) == 43
+    assert sorted(name for session in sessions for name in session["tags"]) == sorted(
+        [f"t{index}" for index in range(3)] + [f"more{index}" for index in range(40)]
+    )
+
+
+@pytest.mark.parametrize("in_the_page_query", [True, False], ids=["tags-in-the-page-query", "tags-read-apart"])
+def test_the_list_shows_each_sessions_own_and_suggested_tags_as_its_detail_does(
+    owner_client, notebook, monkeypatch, in_the_page_query
+):
+    # False: a database `tag_pairs` has no SQL for, whose tags are read in a query of their own.
+    monkeypatch.setattr("chat_sessions.tag_pairs.supported", lambda: in_the_page_query)
+    now = timezone.now()
+    tagged = make_session(notebook, last_activity=now)
+    for name, source in (("zoology", "user"), ("Écologie", "user"), ("Botany", "user"), ("light", "auto")):
+        tagged.tag_set.create(name=name, source=source)
+    tagged.tag_set.create(name="light", source="user")  # the same word, taken up by the user
+    bare = make_session(notebook, last_activity=now - timedelta(minutes=1))
+    other = make_session(NotebookFactory(owner=notebook.owner), last_activity=now)
+    other.tag_set.create(name="elsewhere")
+
+    listed = owner_client.get(sessions_url(notebook.id)).json()["sessions"]
+    detail = owner_client.get(session_url(tagged)).json()["session"]
+
+    assert [(s["id"], s["tags"], s["suggested_tags"]) for s in listed] == [
+        (str(tagged.id), ["Botany", "Écologie", "light", "zoology"], ["light"]),
+        (str(bare.id), [], []),
+    ]
+    assert (detail["tags"], detail["suggested_tags"]) == (listed[0]["tags"], listed[0]["suggested_tags"])
 
 
 def test_session_detail_has_the_newest_messages_oldest_first(owner_client, notebook):
