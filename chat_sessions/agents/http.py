@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 
 from chat_sessions.conf import chat_settings
 
@@ -74,6 +75,19 @@ _DONE, _SKIP = object(), object()
 _decode_json = json.JSONDecoder().decode
 
 
+def json_value(payload: bytes) -> Any:
+    """A stream frame's JSON, read by orjson: about a third of the stdlib's CPU on a token's frame.
+
+    What orjson refuses but Python's `json` reads (a lone surrogate escape, `NaN`) is read by
+    `json` as before, so a frame reads the same either way; anything else that is not JSON is a
+    `ValueError`, as before.
+    """
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return _decode_json(payload.decode())
+
+
 def _data_line(line: bytes) -> Any:
     """A `data:` line's JSON value; `_DONE` for `[DONE]`; `_SKIP` for any other line."""
     line = line.strip()
@@ -84,7 +98,7 @@ def _data_line(line: bytes) -> Any:
         return _DONE
     if not payload:
         return _SKIP
-    return _decode_json(payload.decode())
+    return json_value(payload)
 
 
 async def http_session_close() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 
 import pytest
 from hypothesis import given, settings
@@ -86,3 +87,16 @@ def test_a_last_line_without_a_newline_still_counts():
 def test_a_line_that_is_not_json_is_an_error():
     with pytest.raises(json.JSONDecodeError):
         _read([b"data: {not json\n\n"])
+
+
+def test_frames_orjson_refuses_read_as_pythons_json_reads_them():
+    # A lone surrogate escape and NaN: orjson refuses both, the standard library reads them.
+    frames = _read([b'data: {"content":"a\\ud800b"}\n\ndata: {"score":NaN}\n\ndata: [DONE]\n\n'])
+
+    assert frames[0] == {"content": "a\ud800b"}
+    assert math.isnan(frames[1]["score"])
+
+
+def test_text_that_is_not_utf8_is_an_error():
+    with pytest.raises(UnicodeDecodeError):  # a ValueError, as a line that is not JSON
+        _read([b'data: {"content":"\xff"}\n\n'])

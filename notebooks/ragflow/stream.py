@@ -18,11 +18,11 @@ inside the JSON. The parser is fed raw bytes as they arrive and keeps no limit o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chat_sessions.agents.http import json_value
 from notebooks.ragflow.errors import (
     RagFlowAuthError,
     RagFlowError,
@@ -132,7 +132,7 @@ class CompletionParser:
             self.finished = True
             return []
         try:
-            frame = json.loads(payload)
+            frame = json_value(payload)
         except ValueError as exc:
             raise RagFlowProtocolError("RAGFlow sent a stream frame that is not JSON.") from exc
         if not isinstance(frame, dict):
