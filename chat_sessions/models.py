@@ -53,7 +53,12 @@ class ChatSession(models.Model):
     #: Public identifier, used by the browser and in every URL.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     #: What the session belongs to (a notebook in deepsight); `CHAT_SESSIONS["CONTAINER_MODEL"]`.
-    container = models.ForeignKey(chat_settings.CONTAINER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions")
+    container = models.ForeignKey(
+        chat_settings.CONTAINER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="chat_sessions",
+        db_index=False,  # `chat_sess_list_idx` starts with it; a second index is only more to write per turn
+    )
     #: The user who opened it; sessions are private to their creator.
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions")
     #: Shown on the tab. Starts as `DEFAULT_TITLE`; the auto-namer replaces it once.
@@ -105,7 +110,12 @@ class ChatSession(models.Model):
 class ChatSessionTag(models.Model):
     """A label on a session: the user's own, or one suggested by the auto-namer."""
 
-    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="tag_set")
+    session = models.ForeignKey(
+        ChatSession,
+        on_delete=models.CASCADE,
+        related_name="tag_set",
+        db_index=False,  # `chat_tag_unique_per_session` starts with it
+    )
     #: The label itself, as shown.
     name = models.CharField(max_length=50)
     #: `user` tags are the user's; `auto` ones are suggestions kept apart from them.
@@ -124,7 +134,14 @@ class ChatSessionTag(models.Model):
 class SessionChatMessage(models.Model):
     """One message of a session: the user's question, the agent's answer, or a system note."""
 
-    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="messages")
+    session = models.ForeignKey(
+        ChatSession,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        # `chat_msg_order_unique` starts with it. Every insert, and every write of a streaming
+        # answer (its `updated_at` is indexed, so none of them is a HOT update), writes each index.
+        db_index=False,
+    )
     #: Who wrote it.
     sender = models.CharField(max_length=10, choices=Sender.choices)
     #: The text (Markdown for answers). Grows while `status` is `streaming`.
