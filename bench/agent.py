@@ -16,7 +16,7 @@ import aiohttp
 from django.conf import settings
 
 from chat_sessions.agents.base import AgentBackend, AgentError, AgentEvent, ReferenceEvent, TokenEvent, Turn
-from chat_sessions.agents.http import http_session, sse_json_frames
+from chat_sessions.agents.http import http_session, sse_json_frames, stream_timeout
 
 
 class BenchRagFlowAgent(AgentBackend):
@@ -28,7 +28,8 @@ class BenchRagFlowAgent(AgentBackend):
         url = f"{settings.BENCH_UPSTREAM_URL}/api/v1/agents/bench/completions"
         body = {"question": turn.question, "stream": True}
         try:
-            async with http_session().post(url, json=body, headers={"Authorization": "Bearer bench"}) as response:
+            headers = {"Authorization": "Bearer bench"}
+            async with http_session().post(url, json=body, headers=headers, timeout=stream_timeout()) as response:
                 if response.status >= 400:
                     raise AgentError(f"The agent answered HTTP {response.status}.")
                 async for frame in sse_json_frames(response):

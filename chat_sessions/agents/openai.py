@@ -23,7 +23,7 @@ from chat_sessions.agents.base import (
     Turn,
     UsageEvent,
 )
-from chat_sessions.agents.http import StreamEndedEarly, http_session, sse_json_frames
+from chat_sessions.agents.http import StreamEndedEarly, http_session, sse_json_frames, stream_timeout
 from chat_sessions.agents.thinking import ThinkSplitter
 from chat_sessions.conf import chat_settings
 
@@ -72,7 +72,7 @@ class OpenAICompatibleAgent(AgentBackend):
         finished = False
         try:
             async with http_session().post(
-                f"{self.base_url}/chat/completions", json=body, headers=self._headers()
+                f"{self.base_url}/chat/completions", json=body, headers=self._headers(), timeout=stream_timeout()
             ) as response:
                 await _raise_for_status(response)
                 try:
@@ -110,7 +110,7 @@ class OpenAICompatibleAgent(AgentBackend):
         }
         try:
             async with http_session().post(
-                f"{self.base_url}/chat/completions", json=body, headers=self._headers()
+                f"{self.base_url}/chat/completions", json=body, headers=self._headers(), timeout=stream_timeout()
             ) as response:
                 await _raise_for_status(response)
                 data = await response.json(content_type=None)

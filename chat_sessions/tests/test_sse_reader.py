@@ -100,3 +100,76 @@ def test_frames_orjson_refuses_read_as_pythons_json_reads_them():
 def test_text_that_is_not_utf8_is_an_error():
     with pytest.raises(UnicodeDecodeError):  # a ValueError, as a line that is not JSON
         _read([b'data: {"content":"\xff"}\n\n'])
+
+
+# The read timeout, over a real socket
+# ------------------------------------------------------------------------------
+
+
+async def _served_frames(gaps: list[float], *, idle_timeout: float) -> tuple[list, float, int]:
+    """Frames read from a loopback server that writes one frame after each gap, then `[DONE]`.
+
+    Returns the frames read, the seconds taken, and how many connections the server saw after a
+    second request on the same client session (2: the first one was not reused).
+    """
+    from aiohttp import ClientSession, web
+
+    from chat_sessions.agents.http import stream_timeout
+
+    peers = set()
+
+    async def stream(request):
+        peers.add(request.transport.get_extra_info("peername"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for index, gap in enumerate(gaps):
+            await asyncio.sleep(gap)
+            await response.write(b'data: {"n": %d}\n\n' % index)
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", stream)
+    runner = web.AppRunner(app, handler_cancellation=True)  # a client that hangs up ends its handler
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
+    frames: list = []
+    started = asyncio.get_running_loop().time()
+    try:
+        async with ClientSession() as http:
+            try:
+                async with http.get(url, timeout=stream_timeout()) as response:
+                    async for frame in sse_json_frames(response, idle_timeout=idle_timeout):
+                        frames.append(frame)
+            except TimeoutError as exc:
+                frames.append(exc)
+            taken = asyncio.get_running_loop().time() - started
+            gaps[:] = []
+            async with http.get(url) as response:
+                await response.read()
+    finally:
+        await runner.cleanup()
+    return frames, taken, len(peers)
+
+
+@pytest.mark.asyncio
+async def test_a_stream_that_keeps_talking_outlives_its_read_timeout():
+    # 1.2 s in all against a 0.4 s timeout: each gap is shorter than the timeout.
+    frames, taken, _ = await _served_frames([0.15] * 8, idle_timeout=0.4)
+
+    assert frames == [{"n": index} for index in range(8)]
+    assert taken > 1.0
+
+
+@pytest.mark.asyncio
+async def test_a_stream_that_goes_silent_ends_with_a_timeout_and_its_connection_is_not_reused():
+    import aiohttp
+
+    frames, taken, connections = await _served_frames([0.0, 0.0, 30.0], idle_timeout=0.4)
+
+    assert frames[:2] == [{"n": 0}, {"n": 1}]
+    assert isinstance(frames[2], aiohttp.SocketTimeoutError)
+    assert 0.35 < taken < 5
+    assert connections == 2

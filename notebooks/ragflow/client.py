@@ -32,7 +32,7 @@ import aiohttp
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
-from chat_sessions.agents.http import http_session
+from chat_sessions.agents.http import ReadWatch, http_session, stream_timeout
 from notebooks.ragflow.errors import (
     RagFlowAuthError,
     RagFlowError,
@@ -312,22 +312,26 @@ class RagFlowClient:
         if session_id:
             body["session_id"] = session_id
         what = "POST /agents/…/completions"
-        timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_read=self.stream_read_timeout)
         parser = CompletionParser()
         try:
             async with self._http().post(
-                f"{self.api_url}/agents/{agent_id}/completions", json=body, headers=self._headers(), timeout=timeout
+                f"{self.api_url}/agents/{agent_id}/completions",
+                json=body,
+                headers=self._headers(),
+                timeout=stream_timeout(connect=self.connect_timeout),
             ) as response:
                 if "text/event-stream" not in response.headers.get("Content-Type", ""):
                     # An error envelope (or a non-stream answer) instead of a stream.
                     self._envelope_data(response.status, await response.read(), what=what)
                     raise RagFlowProtocolError("RAGFlow answered a streaming request without a stream.")
-                async for data in response.content.iter_any():
-                    for frame in parser.feed(data):
-                        yield frame
-                    parser.raise_pending()
-                    if parser.finished:
-                        return
+                with ReadWatch(response, idle_timeout=self.stream_read_timeout) as watch:
+                    async for data in response.content.iter_any():
+                        watch.read()
+                        for frame in parser.feed(data):
+                            yield frame
+                        parser.raise_pending()
+                        if parser.finished:
+                            return
                 for frame in parser.close():
                     yield frame
                 if not parser.finished:
