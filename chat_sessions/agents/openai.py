@@ -109,8 +109,9 @@ class OpenAICompatibleAgent(AgentBackend):
             "temperature": 0.2,
         }
         try:
+            # Not streamed: the session's own `sock_read` timeout bounds the wait for the whole answer.
             async with http_session().post(
-                f"{self.base_url}/chat/completions", json=body, headers=self._headers(), timeout=stream_timeout()
+                f"{self.base_url}/chat/completions", json=body, headers=self._headers()
             ) as response:
                 await _raise_for_status(response)
                 data = await response.json(content_type=None)

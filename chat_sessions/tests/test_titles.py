@@ -388,3 +388,28 @@ def test_asking_for_a_title_of_another_users_session_is_not_found(
     assert response.status_code == 404
     assert callbacks == []
     assert session.title == "Theirs"
+
+
+def test_a_one_shot_completion_that_never_answers_is_ended_by_the_read_timeout(title_llm, settings):
+    # Streams keep their idle timeout with a ReadWatch; a one-shot answer keeps aiohttp's.
+    import asyncio
+
+    from chat_sessions.agents.base import AgentError
+    from chat_sessions.agents.http import http_session_close
+    from chat_sessions.agents.openai import OpenAICompatibleAgent
+
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "HTTP_READ_TIMEOUT": 0.3}
+    title_llm.script(completion="Never", completion_delay=30)
+
+    async def ask() -> None:
+        try:
+            await OpenAICompatibleAgent().complete(prompt="Name this.")
+        finally:
+            await http_session_close()
+
+    started = time.monotonic()
+    with pytest.raises(AgentError) as refused:
+        asyncio.run(ask())
+
+    assert refused.value.code == "upstream_unavailable"
+    assert time.monotonic() - started < 10
