@@ -1,9 +1,10 @@
 """A session's tags read in the session's own row: `TagPairs`, a JSON column of `[source, name]` pairs.
 
-The session list shows every session's tags. A second query for them was a tenth of the list's
-CPU and one more round trip on the thread that serves every synchronous request; a correlated
-subquery over the tag table's `(session, source, name)` index costs the database a few
-microseconds per row instead. Where the database has no JSON aggregate named here,
+The session list shows every session's tags. A second query for them is one more round trip per
+page; a correlated subquery over the tag table's `(session, source, name)` index costs the
+database a few microseconds per row instead. (Measured on loopback, the subquery's compile costs
+about what the saved round trip did; across a network the round trip is the larger cost.) Where
+the database has no JSON aggregate named here,
 `supported()` is false and the tags are read with a query of their own
 (`selectors.sessions_tags_load`).
 """
