@@ -16,6 +16,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from chat_sessions import tag_pairs
 from chat_sessions.access import containers_for_user
 from chat_sessions.models import ChatSession, ChatSessionTag, MessageStatus, SessionChatMessage
+from chat_sessions.session_list_sql import SessionListRead
 
 
 def container_for_user(*, user, container_id) -> object | None:
@@ -33,6 +34,15 @@ def sessions_for_user(*, user, container_id) -> QuerySet[ChatSession]:
         created_by=user,
         container__in=containers_for_user(user=user),
     ).order_by("-last_activity", "-id")
+
+
+def session_tabs_for_user(*, user, container_id) -> SessionListRead:
+    """The active sessions of one container the user may see, with their tags, for `CursorPagination`.
+
+    The same rows as `ChatSessionFilter.unfiltered(sessions_for_user(...))` with `sessions_with_tags`,
+    read by a statement composed once per process instead of a query the ORM builds per request.
+    """
+    return SessionListRead(user=user, container_id=container_id)
 
 
 def sessions_with_tags(queryset: QuerySet[ChatSession]) -> QuerySet[ChatSession]:

@@ -37,8 +37,9 @@ from chat_sessions.models import (
     TagSource,
     TitleSource,
 )
+from chat_sessions.rows import model_from_row
 from chat_sessions.selectors import running_generation_exists, session_for_user, streaming_messages
-from chat_sessions.turn_sql import finish_sql, flush_sql, model_from_row, turn_sql, visible_condition
+from chat_sessions.turn_sql import finish_sql, flush_sql, turn_sql, visible_condition
 
 logger = logging.getLogger(__name__)
 

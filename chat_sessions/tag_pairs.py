@@ -35,6 +35,21 @@ def supported() -> bool:
     return connection.vendor in _SQL
 
 
+def subquery_sql(*, connection: Any, pk_sql: str) -> str:
+    """The tags subquery for one database, for the session whose primary key column is `pk_sql`."""
+    template = _SQL.get(connection.vendor)
+    if template is None:
+        raise NotSupportedError(f"TagPairs has no SQL for {connection.vendor}; check tag_pairs.supported().")
+    meta, quote = ChatSessionTag._meta, connection.ops.quote_name
+    return template.format(
+        table=quote(meta.db_table),
+        session=quote(meta.get_field("session").column),
+        source=quote(meta.get_field("source").column),
+        name=quote(meta.get_field("name").column),
+        pk=pk_sql,
+    )
+
+
 class TagPairs(Func):
     """`[[source, name], ...]` of the session's tags, in no particular order; `[]` for none."""
 
@@ -44,16 +59,5 @@ class TagPairs(Func):
         super().__init__(F(session_pk))
 
     def as_sql(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, list[Any]]:
-        template = _SQL.get(connection.vendor)
-        if template is None:
-            raise NotSupportedError(f"TagPairs has no SQL for {connection.vendor}; check tag_pairs.supported().")
         pk_sql, params = compiler.compile(self.source_expressions[0])
-        meta, quote = ChatSessionTag._meta, connection.ops.quote_name
-        sql = template.format(
-            table=quote(meta.db_table),
-            session=quote(meta.get_field("session").column),
-            source=quote(meta.get_field("source").column),
-            name=quote(meta.get_field("name").column),
-            pk=pk_sql,
-        )
-        return sql, list(params)
+        return subquery_sql(connection=connection, pk_sql=pk_sql), list(params)

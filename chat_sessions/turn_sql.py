@@ -1,4 +1,4 @@
-"""The SQL of a turn's two writes in one statement each (PostgreSQL), and rows back into models.
+"""The SQL of a turn's two writes in one statement each (PostgreSQL).
 
 `turn_sql` writes, as a single round trip, what the locked path (`services._turn_start_locked`)
 does in seven: bump the session's counters under its row lock, check that the session is not
@@ -9,6 +9,7 @@ two orders. The measured cost of ordering is then round trips, not locks (bench/
 `finish_sql` saves the answer at the end of its generation the same way: one statement instead of
 a transaction of four, with the rows locked in the order a turn locks them; `flush_sql` writes
 the growing text of every live answer of a process in one statement instead of one each.
+Rows come back as models through `rows.model_from_row`.
 """
 
 # ruff: noqa: S608  (only quoted table and column names from the models are formatted in; values are parameters)
@@ -19,7 +20,6 @@ from typing import Any
 
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection
-from django.db.models import Model
 
 from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage, SessionStatus
 from chat_sessions.selectors import sessions_for_user
@@ -186,14 +186,3 @@ def flush_sql(*, texts: list[tuple[int, str, str | None]], now: datetime) -> tup
         params += [message_id, text, reasoning]
     params.append(MessageStatus.STREAMING)
     return sql, params
-
-
-def model_from_row(model: type[Model], fields: list[Any], values: tuple[Any, ...]) -> Model:
-    """An instance from raw column values, converted as the ORM converts them (JSON decoded...)."""
-    converted = []
-    for field, value in zip(fields, values, strict=True):
-        column = field.get_col(model._meta.db_table)
-        for converter in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
-            value = converter(value, column, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], converted)

@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 
-from chat_sessions.turn_sql import model_from_row
+from chat_sessions.rows import model_from_row
 
 
 @functools.cache

@@ -103,6 +103,10 @@ class SessionFilterBackend(DjangoFilterBackend):
     def filter_queryset(self, request, queryset, view):
         filterset_class = self.get_filterset_class(view, queryset)
         unfiltered = getattr(filterset_class, "unfiltered", None)
-        if unfiltered is not None and request.query_params.keys().isdisjoint(filterset_class.base_filters):
+        if unfiltered is not None and self.names_no_filter(request, filterset_class):
             return unfiltered(queryset)
         return super().filter_queryset(request, queryset, view)
+
+    @staticmethod
+    def names_no_filter(request, filterset_class) -> bool:
+        return request.query_params.keys().isdisjoint(filterset_class.base_filters)

@@ -5,13 +5,18 @@ Cursor, not offset: a page 50,000 sessions deep costs what the first page costs,
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from rest_framework.exceptions import ValidationError
+from django.core.exceptions import ValidationError as FieldValidationError
+from django.db.models import Model
+from django.utils import timezone
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.response import Response
 
 from chat_sessions.conf import chat_settings
+from chat_sessions.models import ChatSession, SessionChatMessage
 
 
 class StrictPageSizeMixin:
@@ -33,7 +38,33 @@ class StrictPageSizeMixin:
         return min(size, self.max_page_size)
 
 
-class SessionCursorPagination(StrictPageSizeMixin, CursorPagination):
+class CheckedPositionMixin:
+    """A cursor whose position is no value of the ordering's field is DRF's 404 "Invalid cursor".
+
+    DRF checks that a cursor decodes, not what its position holds; a forged one reached the query
+    as text and failed there, a 500. Positions DRF writes itself always pass.
+    """
+
+    position_model: type[Model]
+
+    def decode_cursor(self, request) -> Cursor | None:
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            field = self.position_model._meta.get_field(self.ordering[0].lstrip("-"))
+            try:
+                value = field.to_python(cursor.position)
+                field.run_validators(value)
+                if isinstance(value, datetime):
+                    if timezone.is_naive(value):
+                        raise FieldValidationError("A position is a moment with its UTC offset.")
+                    value.astimezone(UTC)  # off the calendar in UTC: no database can compare it
+            except (FieldValidationError, OverflowError):
+                raise NotFound(self.invalid_cursor_message) from None
+        return cursor
+
+
+class SessionCursorPagination(CheckedPositionMixin, StrictPageSizeMixin, CursorPagination):
+    position_model = ChatSession
     ordering = ("-last_activity", "-id")
     page_size_query_param = "page_size"
 
@@ -56,12 +87,13 @@ class SessionCursorPagination(StrictPageSizeMixin, CursorPagination):
         }
 
 
-class MessageCursorPagination(StrictPageSizeMixin, CursorPagination):
+class MessageCursorPagination(CheckedPositionMixin, StrictPageSizeMixin, CursorPagination):
     """Newest page first; each page is returned oldest-first, so it can be shown as is.
 
     `older` loads the page before this one, `newer` the page after it.
     """
 
+    position_model = SessionChatMessage
     ordering = ("-message_order",)
     page_size_query_param = "page_size"
 

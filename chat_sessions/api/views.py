@@ -36,6 +36,7 @@ from chat_sessions.api.serializers import (
 )
 from chat_sessions.exceptions import ChatError, NothingToTitle
 from chat_sessions.models import ChatSession, SessionChatMessage
+from chat_sessions.session_list_sql import SessionListRead
 
 RECENT_MESSAGES = 50
 
@@ -129,7 +130,7 @@ class ChatSessionViewSet(
     @extend_schema(responses={200: ChatSessionSerializer(many=True)})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         try:
-            page = self.paginate_queryset(selectors.sessions_with_tags(self.filter_queryset(self.get_queryset())))
+            page = self.paginate_queryset(self.listed_sessions())
         except APIException:
             self._container_or_404()  # a notebook the user may not see is a 404 before any 400
             raise
@@ -137,6 +138,23 @@ class ChatSessionViewSet(
             self._container_or_404()
         selectors.sessions_tags_load(sessions=page)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def listed_sessions(self) -> QuerySet[ChatSession] | SessionListRead:
+        """What the list pages through: the tabs' fixed-shape read when the request names no filter.
+
+        Only while this class's own queryset, filters and ordering are in use: a subclass that
+        changes any of them is read through the ORM, with its changes.
+        """
+        own = (
+            type(self).get_queryset is ChatSessionViewSet.get_queryset
+            and type(self).filter_queryset is ChatSessionViewSet.filter_queryset
+            and list(self.filter_backends) == [SessionFilterBackend]
+            and self.filterset_class is ChatSessionFilter
+            and tuple(self.paginator.ordering) == SessionCursorPagination.ordering
+        )
+        if own and SessionFilterBackend.names_no_filter(self.request, ChatSessionFilter):
+            return selectors.session_tabs_for_user(user=self.request.user, container_id=self.kwargs["container_id"])
+        return selectors.sessions_with_tags(self.filter_queryset(self.get_queryset()))
 
     def _container_or_404(self) -> None:
         if selectors.container_for_user(user=self.request.user, container_id=self.kwargs["container_id"]) is None:
