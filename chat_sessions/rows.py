@@ -1,4 +1,4 @@
-"""Rows of hand-written SQL back into model instances, converted as the ORM converts them."""
+"""Values to and from hand-written SQL, converted as the ORM converts them: parameters in, models out."""
 
 from __future__ import annotations
 
@@ -31,3 +31,9 @@ def _row_converters(model: type[Model], fields: tuple[Any, ...], using: str) -> 
         if converters:
             found.append((index, [(converter, column) for converter in converters]))
     return found
+
+
+def db_value(model: type[Model], field_name: str, value: Any, *, using: str = DEFAULT_DB_ALIAS) -> Any:
+    """A value as the ORM sends it for `field_name = value` (a uuid as text on SQLite, and so on)."""
+    field = model._meta.get_field(field_name)
+    return field.get_db_prep_value(field.get_prep_value(value), connections[using], prepared=True)

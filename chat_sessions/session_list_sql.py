@@ -19,13 +19,12 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
-from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connections, router
 
 from chat_sessions import tag_pairs
-from chat_sessions.access import containers_for_user
 from chat_sessions.models import ChatSession, SessionStatus
-from chat_sessions.rows import model_from_row
+from chat_sessions.rows import db_value, model_from_row
+from chat_sessions.visibility_sql import visible_sql
 
 ORDERING = ("-last_activity", "-id")
 REVERSED = ("last_activity", "id")
@@ -64,51 +63,29 @@ class SessionListRead:
 
     def _read(self, *, offset: int, limit: int) -> list[ChatSession]:
         using = router.db_for_read(ChatSession)
-        database = connections[using]
-        if limit <= 0 or not getattr(self.user, "is_authenticated", False):
-            return []
-        try:
-            policy_sql, policy_params = _policy_subquery(user=self.user, using=using)
-        except EmptyResultSet:
+        visible = visible_sql(user=self.user, container_id=self.container_id, table=_quoted(_ALIAS, using), using=using)
+        if limit <= 0 or visible is None:
             return []
         with_tags = tag_pairs.supported()
         bound_by = None if self.bound is None else self.bound[0]
         head, tail = _statement(using=using, newest_first=self.newest_first, bound_by=bound_by, with_tags=with_tags)
-        try:
-            params = [
-                *policy_params,
-                _prepared("container", self.container_id, database),
-                _prepared("created_by", self.user.pk, database),
-                _prepared("status", SessionStatus.ACTIVE, database),
-            ]
-            if self.bound is not None:
-                params.append(_prepared("last_activity", self.bound[1], database))
-        except (ValidationError, ValueError):
-            return []  # an id no container can have: nothing to list (the view then answers 404)
+        params = [*visible[1], db_value(ChatSession, "status", SessionStatus.ACTIVE, using=using)]
+        if self.bound is not None:
+            params.append(db_value(ChatSession, "last_activity", self.bound[1], using=using))
         params += [limit, offset]
-        with database.cursor() as cursor:
-            cursor.execute(f"{head}{policy_sql}{tail}", params)
+        with connections[using].cursor() as cursor:
+            cursor.execute(f"{head}{visible[0]}{tail}", params)
             rows = cursor.fetchall()
         return [_session_from_row(row, using=using, with_tags=with_tags) for row in rows]
 
 
-def _policy_subquery(*, user: Any, using: str) -> tuple[str, tuple[Any, ...]]:
-    """The containers the user may chat in, as SQL selecting their primary keys.
-
-    Prepared as the ORM prepares the queryset of a `container__in=` lookup: unordered, and
-    selecting the primary key unless the policy chose its own column.
-    """
-    query = containers_for_user(user=user).query.clone()
-    query.clear_ordering(force=False, clear_default=True)
-    if not query.has_select_fields:
-        query.clear_select_clause()
-        query.add_fields(["pk"])
-    return query.get_compiler(using=using).as_sql()
+def _quoted(name: str, using: str) -> str:
+    return connections[using].ops.quote_name(name)
 
 
 @functools.cache
 def _statement(*, using: str, newest_first: bool, bound_by: str | None, with_tags: bool) -> tuple[str, str]:
-    """The statement around the policy's subquery: (what comes before it, what comes after).
+    """The statement around its `visible_sql` condition: (what comes before it, what comes after).
 
     One per shape: two orders, three bounds (none, `lt`, `gt`), tags read in it or not.
     """
@@ -123,23 +100,15 @@ def _statement(*, using: str, newest_first: bool, bound_by: str | None, with_tag
     if with_tags:
         columns.append(tag_pairs.subquery_sql(connection=database, pk_sql=column("id")))
     direction = "DESC" if newest_first else "ASC"
-    conditions = [f"{column('container')} = %s", f"{column('created_by')} = %s", f"{column('status')} = %s"]
+    conditions = [f"{column('status')} = %s"]
     if bound_by is not None:
         conditions.append(f"{column('last_activity')} {'<' if bound_by == 'lt' else '>'} %s")
-    head = (
-        f"SELECT {', '.join(columns)} FROM {quote(ChatSession._meta.db_table)} {table} WHERE {column('container')} IN ("
-    )
+    head = f"SELECT {', '.join(columns)} FROM {quote(ChatSession._meta.db_table)} {table} WHERE "
     tail = (
-        f") AND {' AND '.join(conditions)} "
+        f" AND {' AND '.join(conditions)} "
         f"ORDER BY {column('last_activity')} {direction}, {column('id')} {direction} LIMIT %s OFFSET %s"
     )
     return head, tail
-
-
-def _prepared(field_name: str, value: Any, database: Any) -> Any:
-    """A value as the ORM would send it for `field = value` (a uuid as text on SQLite, and so on)."""
-    field = ChatSession._meta.get_field(field_name)
-    return field.get_db_prep_value(field.get_prep_value(value), database, prepared=True)
 
 
 def _session_from_row(row: tuple[Any, ...], *, using: str, with_tags: bool) -> ChatSession:

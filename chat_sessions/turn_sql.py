@@ -18,11 +18,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection
 
 from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage, SessionStatus
-from chat_sessions.selectors import sessions_for_user
+from chat_sessions.visibility_sql import visible_sql
 
 
 def _quoted(name: str) -> str:
@@ -30,18 +29,14 @@ def _quoted(name: str) -> str:
 
 
 def visible_condition(*, user: Any, container_id: Any) -> tuple[str, list[Any]] | None:
-    """(sql, params): "this session row is one the user may see in this container"; None when none is.
+    """(sql, params): "the turn's session row is one the user may see in this container"; None when none is.
 
-    Compiled from `selectors.sessions_for_user` itself (owner, container, the configured
-    `ACCESS_POLICY`'s query), so the rule lives in one place, and a turn's statement can find its
-    session and take the turn in one round trip.
+    `visibility_sql.visible_sql` on the sessions table: the rule of `selectors.sessions_for_user`,
+    so a turn's statement can find its session and take the turn in one round trip.
     """
-    try:
-        visible = sessions_for_user(user=user, container_id=container_id).order_by().values("pk")
-        sql, params = visible.query.get_compiler(connection=connection).as_sql()
-    except (EmptyResultSet, ValidationError, ValueError):
-        return None
-    return f"{_quoted(ChatSession._meta.pk.column)} IN ({sql})", list(params)
+    return visible_sql(
+        user=user, container_id=container_id, table=_quoted(ChatSession._meta.db_table), using=connection.alias
+    )
 
 
 def turn_sql(
