@@ -22,22 +22,10 @@ from chat_sessions.api.views import ChatSessionViewSet
 from chat_sessions.models import SessionStatus, TagSource
 from chat_sessions.session_list_sql import SessionListRead
 from chat_sessions.tests.factories import ChatSessionFactory, MessageFactory, NotebookFactory
+from chat_sessions.tests.paths import messages_url, sessions_url
 from notebooks.models import Notebook
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def notebook(user):
-    return NotebookFactory(owner=user)
-
-
-def sessions_url(notebook_id) -> str:
-    return f"/api/v1/notebooks/{notebook_id}/chat/sessions/"
-
-
-def messages_url(session) -> str:
-    return f"{sessions_url(session.container_id)}{session.id}/messages/"
 
 
 def cursor(**tokens: str) -> str:

@@ -10,21 +10,9 @@ from django.utils import timezone
 
 from chat_sessions.models import ChatSession, SessionChatMessage, SessionStatus, TitleSource
 from chat_sessions.tests.factories import ChatSessionFactory, MessageFactory, NotebookFactory
+from chat_sessions.tests.paths import session_url, sessions_url
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def notebook(user):
-    return NotebookFactory(owner=user)
-
-
-def sessions_url(notebook_id) -> str:
-    return f"/api/v1/notebooks/{notebook_id}/chat/sessions/"
-
-
-def session_url(session) -> str:
-    return f"{sessions_url(session.container_id)}{session.id}/"
 
 
 def make_session(notebook, **kwargs) -> ChatSession:
