@@ -150,7 +150,7 @@ class ChatSessionViewSet(
             and type(self).filter_queryset is ChatSessionViewSet.filter_queryset
             and list(self.filter_backends) == [SessionFilterBackend]
             and self.filterset_class is ChatSessionFilter
-            and tuple(self.paginator.ordering) == SessionCursorPagination.ordering
+            and tuple(getattr(self.paginator, "ordering", ())) == SessionCursorPagination.ordering
         )
         if own and SessionFilterBackend.names_no_filter(self.request, ChatSessionFilter):
             return selectors.session_tabs_for_user(user=self.request.user, container_id=self.kwargs["container_id"])
