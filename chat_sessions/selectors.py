@@ -28,7 +28,11 @@ def container_for_user(*, user, container_id) -> object | None:
 
 
 def sessions_for_user(*, user, container_id) -> QuerySet[ChatSession]:
-    """Sessions of one container the user may see; unknown and foreign containers give none."""
+    """Sessions of one container the user may see; unknown and foreign containers give none.
+
+    `visibility_sql.visible_sql` is this rule as SQL, for the hand-written statements; a test holds
+    the two to the same sessions.
+    """
     return ChatSession.objects.filter(
         container_id=container_id,
         created_by=user,

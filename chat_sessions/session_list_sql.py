@@ -66,7 +66,7 @@ class SessionListRead:
         visible = visible_sql(user=self.user, container_id=self.container_id, table=_quoted(_ALIAS, using), using=using)
         if limit <= 0 or visible is None:
             return []
-        with_tags = tag_pairs.supported()
+        with_tags = tag_pairs.supported(using=using)
         bound_by = None if self.bound is None else self.bound[0]
         head, tail = _statement(using=using, newest_first=self.newest_first, bound_by=bound_by, with_tags=with_tags)
         params = [*visible[1], db_value(ChatSession, "status", SessionStatus.ACTIVE, using=using)]

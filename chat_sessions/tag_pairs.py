@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import NotSupportedError, connection
+from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
 from django.db.models import F, Func, JSONField
 
 from chat_sessions.models import ChatSessionTag
@@ -30,9 +30,9 @@ _SQL = {
 }
 
 
-def supported() -> bool:
+def supported(*, using: str = DEFAULT_DB_ALIAS) -> bool:
     """Whether this database can read the tags inside the session query."""
-    return connection.vendor in _SQL
+    return connections[using].vendor in _SQL
 
 
 def subquery_sql(*, connection: Any, pk_sql: str) -> str:

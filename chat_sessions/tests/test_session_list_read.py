@@ -82,7 +82,7 @@ def test_the_tabs_read_and_the_orm_read_walk_the_same_pages(
     owner_client, notebook, tabs, page_size, in_the_page_query, monkeypatch
 ):
     if not in_the_page_query:
-        monkeypatch.setattr(tag_pairs, "supported", lambda: False)
+        monkeypatch.setattr(tag_pairs, "supported", lambda **where: False)
     expected = sorted(tabs, key=lambda session: (session.last_activity, session.pk), reverse=True)
 
     fixed = walk(owner_client, f"{sessions_url(notebook.id)}?page_size={page_size}")

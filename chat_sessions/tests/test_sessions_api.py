@@ -147,7 +147,7 @@ def test_the_list_shows_each_sessions_own_and_suggested_tags_as_its_detail_does(
     owner_client, notebook, monkeypatch, in_the_page_query
 ):
     # False: a database `tag_pairs` has no SQL for, whose tags are read in a query of their own.
-    monkeypatch.setattr("chat_sessions.tag_pairs.supported", lambda: in_the_page_query)
+    monkeypatch.setattr("chat_sessions.tag_pairs.supported", lambda **where: in_the_page_query)
     now = timezone.now()
     tagged = make_session(notebook, last_activity=now)
     for name, source in (("zoology", "user"), ("Écologie", "user"), ("Botany", "user"), ("light", "auto")):
