@@ -26,6 +26,11 @@ def named_ids(*, user):
     return Notebook.objects.filter(owner=user, name__startswith="n").values("id")
 
 
+def chatted_in(*, user):
+    """A policy that reads the sessions table itself: its own rows must not be taken for the outer ones."""
+    return Notebook.objects.filter(chat_sessions__created_by=user, chat_sessions__title__startswith="Mine")
+
+
 def everyone_s(*, user):
     return Notebook.objects.all()
 
@@ -45,7 +50,7 @@ def picked_by_sql(*, user, container_id) -> set:
         return {id_field.to_python(row[0]) for row in cursor.fetchall()}
 
 
-@pytest.mark.parametrize("policy", [None, "unlocked_by_name", "named_ids", "everyone_s", "none_at_all"])
+@pytest.mark.parametrize("policy", [None, "unlocked_by_name", "named_ids", "chatted_in", "everyone_s", "none_at_all"])
 def test_the_sql_rule_picks_what_the_orm_rule_picks(user, other_user, settings, policy):
     if policy:
         settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "ACCESS_POLICY": f"{__name__}.{policy}"}
@@ -57,7 +62,8 @@ def test_the_sql_rule_picks_what_the_orm_rule_picks(user, other_user, settings, 
     ]
     for notebook in notebooks:
         for starter in (user, other_user):
-            ChatSessionFactory.create_batch(2, container=notebook, created_by=starter)
+            title = "Mine" if starter == user and notebook.name in ("notes", "open") else "Other"
+            ChatSessionFactory.create_batch(2, container=notebook, created_by=starter, title=title)
 
     for who in (user, other_user):
         for notebook in notebooks:
