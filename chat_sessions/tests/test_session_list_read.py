@@ -144,6 +144,40 @@ def test_a_subclass_that_narrows_the_queryset_keeps_its_narrowing(user, notebook
     assert len(listed) == 3
 
 
+class EveryTab(ChatSessionViewSet):
+    pagination_class = None
+
+
+def test_a_subclass_without_pagination_lists_every_session_with_its_tags(user, notebook, tabs):
+    request = APIRequestFactory().get(sessions_url(notebook.id))
+    force_authenticate(request, user=user)
+
+    response = EveryTab.as_view({"get": "list"})(request, container_id=notebook.id)
+
+    assert response.status_code == 200
+    listed = response.data["sessions"]
+    assert [session["id"] for session in listed] == [session["id"] for session in paged_tabs(user, notebook)]
+    assert len(listed) == len(tabs)
+    tagged = next(session for session in listed if session["id"] == str(tabs[3].pk))
+    assert (tagged["tags"], tagged["suggested_tags"]) == (["alpha", "Zeta 3"], ["idea"])
+
+
+def test_a_subclass_without_pagination_still_hides_a_foreign_notebook(other_user, notebook):
+    request = APIRequestFactory().get(sessions_url(notebook.id))
+    force_authenticate(request, user=other_user)
+
+    response = EveryTab.as_view({"get": "list"})(request, container_id=notebook.id)
+
+    assert response.status_code == 404
+
+
+def paged_tabs(user, notebook) -> list[dict]:
+    """The tabs as the product's paginated list shows them, in one page."""
+    request = APIRequestFactory().get(sessions_url(notebook.id), {"page_size": 50})
+    force_authenticate(request, user=user)
+    return ChatSessionViewSet.as_view({"get": "list"})(request, container_id=notebook.id).data["sessions"]
+
+
 def test_the_read_refuses_what_it_cannot_answer_rather_than_answer_something_else(user, notebook):
     read = SessionListRead(user=user, container_id=notebook.id)
 
