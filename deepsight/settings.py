@@ -312,6 +312,12 @@ CELERY_BEAT_SCHEDULE = {
         # does the same work.
         "options": {"expires": 60 * _housekeeping_minutes},
     },
+    # Agents made from an older version of their template get the current one (notebooks.tasks).
+    "notebooks-agents-outdated-update": {
+        "task": "notebooks.tasks.agents_outdated_update",
+        "schedule": timedelta(minutes=15),
+        "options": {"expires": 60 * 15},
+    },
     # RAGFlow deletions whose task was lost are asked for again (notebooks.tasks).
     "notebooks-remote-cleanups-resume": {
         "task": "notebooks.tasks.remote_cleanups_resume",

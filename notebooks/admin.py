@@ -56,6 +56,19 @@ class RagFlowAgentAdmin(admin.ModelAdmin):
     list_filter = ("status", "template_version")
     search_fields = ("title", "remote_id", "notebook__name")
     raw_id_fields = ("notebook",)
+    actions = ("template_update",)
+
+    @admin.action(description="Update the selected agents to their template's current version")
+    def template_update(self, request: HttpRequest, queryset: QuerySet[RagFlowAgent]) -> None:
+        from notebooks.provisioning import agent_template_update_schedule
+
+        asked = sum(agent_template_update_schedule(agent=agent) for agent in queryset)
+        self.message_user(
+            request,
+            f"{asked} agent(s) will be brought to their template's current version (those already on it "
+            "are left as they are); agents not yet created in RAGFlow are made from it anyway.",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(RemoteCleanup)

@@ -14,6 +14,8 @@ How each step stays single and safe to repeat:
   RAGFlow id is saved the moment the upload returns, before parsing starts;
 - agent: its row is created once, under a lock on the notebook row, and only its creator enqueues
   the remote creation; RAGFlow's per-tenant unique titles make a repeat adopt the same agent;
+- agent update (a raised template version): the whole DSL is sent again, so a repeat changes
+  nothing, and the new version is recorded only on the agent that was sent it;
 - anything created in RAGFlow for a row deleted meanwhile is handed to clean-up at once.
 
 Failures: transient ones (RAGFlow down, slow, 5xx, or the dataset not ready yet) are raised for the
@@ -379,6 +381,99 @@ def agent_provision(*, notebook_id: str, final_attempt: bool = True) -> None:
         _orphan_record(notebook_id=notebook_id, remote_ids={"agent_id": remote_id, "session_ids": []}, what="agent")
         return
     logger.info("RAGFlow agent %s (template %s v%s) ready", remote_id, template.name, template.version)
+
+
+#: Agents asked to move to their template's current version per beat run, least recently touched
+#: first: a new template version reaches thousands of notebooks over a few runs, not in one burst.
+AGENT_UPDATES_PER_RUN = 1000
+
+
+def agents_outdated_update(*, limit: int = AGENT_UPDATES_PER_RUN) -> int:
+    """Beat: ask for the update of agents made from an older version of their template; how many."""
+    if not ragflow_enabled():
+        return 0
+    outdated = Q()
+    for name in RagFlowAgent.objects.exclude(remote_id="").values_list("template_name", flat=True).distinct():
+        try:
+            version = template_load(name=name).version
+        except (OSError, ValueError):
+            logger.error("RAGFlow agents made from the template %r cannot be updated: it cannot be read", name)
+            continue
+        outdated |= Q(template_name=name) & ~Q(template_version=version)
+    if not outdated:
+        return 0
+    notebook_ids = list(
+        RagFlowAgent.objects.exclude(remote_id="")
+        .filter(outdated)
+        .order_by("updated_at")
+        .values_list("notebook_id", flat=True)[:limit]
+    )
+    for notebook_id in notebook_ids:
+        _on_commit_enqueue("agent_template_update", notebook_id=str(notebook_id))
+    return len(notebook_ids)
+
+
+def agent_template_update_schedule(*, agent: RagFlowAgent) -> bool:
+    """Ask a worker to bring this agent to its template's current version; False if it is not in RAGFlow."""
+    if not agent.remote_id:
+        return False
+    _on_commit_enqueue("agent_template_update", notebook_id=str(agent.notebook_id))
+    return True
+
+
+def agent_template_update(*, notebook_id: str, final_attempt: bool = True) -> bool:
+    """Give the notebook's agent its template's current DSL in RAGFlow; True when it was updated.
+
+    RAGFlow keeps the DSL each of its sessions was opened with, so conversations already open go
+    on as they were and chat sessions opened afterwards get the new one. The agent keeps working
+    with its old DSL while an update fails: a failure is recorded in `last_error`, never as `error`.
+    """
+    agent = RagFlowAgent.objects.filter(notebook_id=notebook_id).exclude(remote_id="").first()
+    if agent is None:
+        return False
+    try:
+        template = template_load(name=agent.template_name)
+    except (OSError, ValueError) as exc:
+        _agent_update_failure(agent=agent, version="?", exc=RagFlowError(f"The template cannot be read: {exc}"))
+        return False
+    if agent.template_version == template.version:
+        return False
+    dataset = RagFlowDataset.objects.filter(notebook_id=notebook_id).exclude(remote_id="").first()
+    try:
+        if dataset is None:
+            raise RagFlowNotReady("The notebook's knowledge base is not in RAGFlow")
+        if not settings.RAGFLOW_LLM_ID:
+            raise RagFlowError("RAGFLOW_LLM_ID is not set: the agent needs a chat model RAGFlow knows.")
+        try:
+            dsl = dsl_build(template=template, dataset_id=dataset.remote_id, llm_id=settings.RAGFLOW_LLM_ID)
+        except ValueError as exc:
+            raise RagFlowError(str(exc)) from None
+        ragflow_call(lambda client: client.agent_update(agent_id=agent.remote_id, dsl=dsl))
+    except RagFlowError as exc:
+        retrying = exc.transient and not final_attempt
+        _agent_update_failure(agent=agent, version=template.version, exc=exc, retrying=retrying)
+        return False
+    # Only the agent that was updated: one re-created meanwhile was made from the current template.
+    RagFlowAgent.objects.filter(pk=agent.pk, remote_id=agent.remote_id).update(
+        template_version=template.version, last_error="", updated_at=timezone.now()
+    )
+    logger.info(
+        "RAGFlow agent %s updated from template %s v%s to v%s",
+        agent.remote_id,
+        template.name,
+        agent.template_version,
+        template.version,
+    )
+    return True
+
+
+def _agent_update_failure(*, agent: RagFlowAgent, version: str, exc: RagFlowError, retrying: bool = False) -> None:
+    """Record why an agent keeps its older DSL for now; re-raise when the task will try again."""
+    text = f"Could not update the agent to template version {version}: {_error_text(exc, retrying=retrying)}"
+    RagFlowAgent.objects.filter(pk=agent.pk).update(last_error=text[:MAX_ERROR_CHARS], updated_at=timezone.now())
+    if retrying:
+        raise exc
+    logger.error("Updating RAGFlow agent %s to template version %s failed: %s", agent.remote_id, version, exc.message)
 
 
 # Clean-up

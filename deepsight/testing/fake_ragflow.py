@@ -185,6 +185,7 @@ class FakeRagFlow:
         r.add_post("/api/v1/agents", self._agent_create)
         r.add_get("/api/v1/agents", self._agent_list)
         r.add_get("/api/v1/agents/{agent_id}", self._agent_get)
+        r.add_put("/api/v1/agents/{agent_id}", self._agent_update)
         r.add_delete("/api/v1/agents/{agent_id}", self._agent_delete)
         r.add_post("/api/v1/agents/{agent_id}/sessions", self._session_create)
         r.add_get("/api/v1/agents/{agent_id}/sessions", self._session_list)
@@ -551,6 +552,30 @@ class FakeRagFlow:
             return self._error("canvas not found.")
         return self._ok({**agent, "last_publish_time": None})
 
+    async def _agent_update(self, request: web.Request) -> web.Response:
+        agent = self.agents.get(request.match_info["agent_id"])
+        if agent is None:
+            if self.version >= (0, 26):
+                return self._json(
+                    {"code": 103, "data": False, "message": "Make sure you have permission to access the agent."}
+                )
+            return self._json(
+                {"code": 103, "data": False, "message": "Only owner of canvas authorized for this operation."}
+            )
+        body = request[JSON_BODY] or {}
+        changes = {key: body[key] for key in ("title", "description", "dsl") if body.get(key) is not None}
+        if "dsl" in changes:
+            dsl = json.loads(changes["dsl"]) if isinstance(changes["dsl"], str) else changes["dsl"]
+            if self.version >= (0, 26) and not isinstance(dsl, dict):
+                return self._json({"code": 101, "data": False, "message": "DSL must be a JSON object."})
+            changes["dsl"] = dsl
+        now = int(time.time() * 1000)
+        # A new dict, not an update in place: sessions opened before keep the DSL they snapshotted.
+        self.agents[agent["id"]] = {**agent, **changes, "update_time": now}
+        if self.version >= (0, 26):
+            return self._ok_success({"update_time": now})
+        return self._ok_success(True)
+
     async def _agent_delete(self, request: web.Request) -> web.Response:
         agent_id = request.match_info["agent_id"]
         if agent_id not in self.agents:
@@ -638,7 +663,9 @@ class FakeRagFlow:
         script = self._scripts.pop(0) if self._scripts else self.default
         if not body.get("stream", True):
             return self._error("The fake RAGFlow only streams.", 101)
-        chunks = self._retrieve(agent, question) if script.reference else []
+        # The session's own DSL: RAGFlow snapshots it when the session opens (an agent updated since
+        # answers its older sessions as they were).
+        chunks = self._retrieve(session["dsl"], question) if script.reference else []
         cited = {str(hash_str2int(c["id"], 500)): c for c in chunks}
         tokens = script.tokens if script.tokens is not None else _default_answer(chunks, cited)
         first_key = next(iter(cited), "0")
@@ -724,10 +751,10 @@ class FakeRagFlow:
         else:
             await response.write(prefix + b"[DONE]\n\n")
 
-    def _retrieve(self, agent: dict[str, Any], question: str) -> list[dict[str, Any]]:
-        """Chunks of the agent's datasets sharing words with the question, best first (at most 3)."""
+    def _retrieve(self, dsl: dict[str, Any], question: str) -> list[dict[str, Any]]:
+        """Chunks of the DSL's datasets sharing words with the question, best first (at most 3)."""
         dataset_ids: set[str] = set()
-        for component in (agent["dsl"].get("components") or {}).values():
+        for component in (dsl.get("components") or {}).values():
             obj = component.get("obj") or {}
             if obj.get("component_name") == "Retrieval":
                 dataset_ids.update(obj.get("params", {}).get("kb_ids") or ())

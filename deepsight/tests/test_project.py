@@ -226,3 +226,13 @@ def test_the_web_process_freezes_its_start_up_heap_and_collects_less_often():
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
 
     assert out.stdout.split("\n")[-2:] == ["(20000, 5, 5) True", ""]
+
+
+def test_every_beat_job_names_a_task_the_worker_knows(settings):
+    from deepsight.celery import app
+
+    app.loader.import_default_modules()  # what a worker imports at start: every app's tasks.py
+
+    jobs = settings.CELERY_BEAT_SCHEDULE
+    assert {job["task"] for job in jobs.values()} <= set(app.tasks)
+    assert "notebooks.tasks.agents_outdated_update" in {job["task"] for job in jobs.values()}

@@ -220,6 +220,16 @@ class RagFlowClient:
             raise RagFlowProtocolError(f"RAGFlow created the agent {title!r} but it cannot be found by its title.")
         return agent_id
 
+    async def agent_update(self, *, agent_id: str, dsl: Mapping[str, Any]) -> None:
+        """Replace an agent's DSL.
+
+        RAGFlow keeps the DSL a session was opened with: conversations already open go on with the
+        old one, sessions opened afterwards get this one. An agent that is gone (or not ours) is
+        `RagFlowRefused` (103); v0.26+ checks the DSL here and refuses a bad one (101).
+        """
+        _id_required(agent_id, what="agent_update")
+        await self._call("PUT", f"/agents/{agent_id}", json_body={"dsl": dict(dsl)})
+
     async def agent_find(self, *, title: str) -> str | None:
         """The id of the agent with this title, or None.
 

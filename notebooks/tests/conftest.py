@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from chat_sessions.agents.registry import agent_backends_reset
 from deepsight.testing.fake_ragflow import FakeRagFlow
+from notebooks.ragflow import dsl
 
 RAGFLOW_TEST_KEY = "ragflow-TESTkey7f3a9c1e5b"
 
@@ -59,6 +62,32 @@ def ragflow(settings, fake_ragflow, eager_retries):
     agent_backends_reset()
     yield fake_ragflow
     agent_backends_reset()
+
+
+#: The answer prompt of the template as `template_edit` changes it.
+EDITED_PROMPT = "You are the notebook's assistant, version two. Cite every claim.\n\n{Retrieval:KB@formalized_content}"
+
+
+def answer_prompt(remote_dsl: dict) -> str:
+    """The answer prompt of an agent DSL as RAGFlow holds it."""
+    return remote_dsl["components"]["LLM:Answer"]["obj"]["params"]["sys_prompt"]
+
+
+@pytest.fixture
+def template_edit(tmp_path, monkeypatch):
+    """Call it to deploy an edited agent template: a new answer prompt and its version raised to "2"."""
+
+    def edit() -> dsl.AgentTemplate:
+        raw = json.loads((dsl.TEMPLATES_DIR / f"{dsl.DEFAULT_TEMPLATE}.json").read_text(encoding="utf-8"))
+        raw[dsl.VERSION_KEY] = "2"
+        raw["components"]["LLM:Answer"]["obj"]["params"]["sys_prompt"] = EDITED_PROMPT
+        (tmp_path / f"{dsl.DEFAULT_TEMPLATE}.json").write_text(json.dumps(raw), encoding="utf-8")
+        monkeypatch.setattr(dsl, "TEMPLATES_DIR", tmp_path)
+        dsl.template_load.cache_clear()
+        return dsl.template_load()
+
+    yield edit
+    dsl.template_load.cache_clear()  # the next test reads the template in the repository again
 
 
 def pytest_configure(config):

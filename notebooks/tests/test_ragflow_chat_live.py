@@ -10,10 +10,10 @@ import pytest
 
 from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage
 from deepsight.testing.sse import sse_request
-from notebooks import services
+from notebooks import services, tasks
 from notebooks.models import ParseStatus, RagFlowAgent
 from notebooks.ragflow.agent import AUTH_FAILED, BROKE_OFF, NOT_READY
-from notebooks.tests.conftest import RAGFLOW_TEST_KEY
+from notebooks.tests.conftest import EDITED_PROMPT, RAGFLOW_TEST_KEY, answer_prompt
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -40,12 +40,16 @@ def source(ragflow, user):
 @pytest.fixture
 def chat(live_server_asgi, source, user_token):
     """A chat session opened over the API, as the browser opens a tab."""
-    url = f"{live_server_asgi.url}/api/v1/notebooks/{source.notebook_id}/chat/sessions/"
+    return chat_open(live_server_asgi, source, user_token)
+
+
+def chat_open(server, source, token):
+    url = f"{server.url}/api/v1/notebooks/{source.notebook_id}/chat/sessions/"
     request = urllib.request.Request(
         url,
         data=b"{}",
         method="POST",
-        headers={"Content-Type": "application/json", "Accept": "application/json", **auth(user_token)},
+        headers={"Content-Type": "application/json", "Accept": "application/json", **auth(token)},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 201
@@ -112,6 +116,33 @@ def test_the_next_question_continues_the_same_ragflow_session(live_server_asgi, 
     assert chat.remote_session_id == first_session
     assert len(ragflow.requests_to("POST", r"/api/v1/agents/\w+/sessions")) == 1
     assert [m["role"] for m in ragflow.sessions[first_session]["message"]] == ["assistant", *["user", "assistant"] * 2]
+
+
+def test_after_a_template_update_open_conversations_go_on_and_new_ones_get_the_new_agent(
+    live_server_asgi, ragflow, source, chat, user_token, template_edit
+):
+    ask(live_server_asgi, chat, user_token)
+    chat.refresh_from_db()
+    conversation = chat.remote_session_id
+    template_edit()
+
+    assert tasks.agents_outdated_update.delay().get() == 1
+
+    events = ask(live_server_asgi, chat, user_token, text="Why are leaves green?")
+    assert events[-1].type == "done"
+    chat.refresh_from_db()
+    # The open conversation keeps its RAGFlow session, and so its memory and the DSL it began with.
+    assert chat.remote_session_id == conversation
+    assert answer_prompt(ragflow.sessions[conversation]["dsl"]) != EDITED_PROMPT
+    assert len(ragflow.sessions[conversation]["message"]) == 5
+
+    newer = chat_open(live_server_asgi, source, user_token)
+    events = ask(live_server_asgi, newer, user_token)
+    assert events[-1].type == "done"
+    assert "Photosynthesis converts light energy" in answer_text(events)
+    newer.refresh_from_db()
+    assert answer_prompt(ragflow.sessions[newer.remote_session_id]["dsl"]) == EDITED_PROMPT
+    assert len(ragflow.agents) == 1
 
 
 def test_reasoning_is_streamed_apart_from_the_answer(live_server_asgi, ragflow, chat, user_token):

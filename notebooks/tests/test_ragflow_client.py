@@ -241,6 +241,42 @@ async def test_agent_find_falls_back_to_a_keyword_search_when_v026_ignores_the_t
 
 
 @pytest.mark.parametrize("version", [(0, 24), (0, 26)])
+async def test_agent_update_replaces_the_dsl_and_sessions_opened_before_keep_theirs(client, fake_ragflow, version):
+    fake_ragflow.version = version
+    agent_id = await client.agent_create(title="deepsight-nb-update", dsl={"components": {"old": {}}})
+    before = await client.agent_session_create(agent_id=agent_id)
+
+    await client.agent_update(agent_id=agent_id, dsl={"components": {"new": {}}})
+    after = await client.agent_session_create(agent_id=agent_id)
+
+    assert fake_ragflow.agents[agent_id]["dsl"] == {"components": {"new": {}}}
+    assert fake_ragflow.agents[agent_id]["title"] == "deepsight-nb-update"
+    assert fake_ragflow.sessions[before]["dsl"] == {"components": {"old": {}}}
+    assert fake_ragflow.sessions[after]["dsl"] == {"components": {"new": {}}}
+    assert fake_ragflow.requests_to("PUT", f"/api/v1/agents/{agent_id}")[0].json == {"dsl": {"components": {"new": {}}}}
+
+
+@pytest.mark.parametrize("version", [(0, 24), (0, 26)])
+async def test_updating_an_agent_ragflow_no_longer_has_is_refused(client, fake_ragflow, version):
+    fake_ragflow.version = version
+
+    with pytest.raises(RagFlowRefused) as refused:
+        await client.agent_update(agent_id="0123456789abcdef", dsl={"components": {}})
+
+    assert refused.value.code == 103
+
+
+async def test_updates_are_never_retried_inside_a_call(client, fake_ragflow):
+    agent_id = await client.agent_create(title="deepsight-nb-once", dsl={"components": {}})
+    fake_ragflow.fail("PUT", f"/api/v1/agents/{agent_id}", status=503, code=None)
+
+    with pytest.raises(RagFlowUnavailable):
+        await client.agent_update(agent_id=agent_id, dsl={"components": {"new": {}}})
+
+    assert len(fake_ragflow.requests_to("PUT", f"/api/v1/agents/{agent_id}")) == 1
+
+
+@pytest.mark.parametrize("version", [(0, 24), (0, 26)])
 async def test_agent_session_ids_lists_every_session_of_an_agent(client, fake_ragflow, version):
     fake_ragflow.version = version
     agent_id = await client.agent_create(title="deepsight-nb-sessions", dsl={"components": {}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -11,6 +13,7 @@ from notebooks import provisioning, services, tasks
 from notebooks.models import ParseStatus, RagFlowAgent, RagFlowDataset, RemoteStatus, Source
 from notebooks.ragflow.agent import RagFlowNotebookAgent
 from notebooks.ragflow.dsl import VERSION_KEY, template_load
+from notebooks.tests.conftest import EDITED_PROMPT, answer_prompt
 
 pytestmark = pytest.mark.django_db
 
@@ -344,3 +347,142 @@ def test_a_file_gone_from_storage_ends_its_source_in_error_instead_of_crashing(
     source.refresh_from_db()
     assert (source.parse_status, source.last_error) == (ParseStatus.ERROR, "The stored file could not be read.")
     assert ragflow.documents == {}
+
+
+# Agent template updates
+# ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def agent(notebook, django_capture_on_commit_callbacks):
+    """The notebook's agent, made in RAGFlow from the template as it is in the repository (version 1)."""
+    with django_capture_on_commit_callbacks(execute=True):
+        chat_services.session_create(container=notebook, user=notebook.owner)
+    made = RagFlowAgent.objects.get(notebook=notebook)
+    assert (made.status, made.template_version) == (RemoteStatus.READY, "1")
+    return made
+
+
+def beat_run(capture) -> int:
+    with capture(execute=True):
+        return tasks.agents_outdated_update.delay().get()
+
+
+@pytest.mark.parametrize(
+    "version", [pytest.param((0, 24)), pytest.param((0, 26), marks=pytest.mark.ragflow_version((0, 26)))]
+)
+def test_a_raised_template_version_reaches_existing_agents_on_the_next_beat_run(
+    version, notebook, agent, ragflow, settings, template_edit, django_capture_on_commit_callbacks
+):
+    assert ragflow.version == version
+    template_edit()
+
+    asked = beat_run(django_capture_on_commit_callbacks)
+
+    assert asked == 1
+    agent.refresh_from_db()
+    assert (agent.status, agent.template_version, agent.last_error) == (RemoteStatus.READY, "2", "")
+    remote = ragflow.agents[agent.remote_id]
+    assert answer_prompt(remote["dsl"]) == EDITED_PROMPT
+    dataset_id = RagFlowDataset.objects.get(notebook=notebook).remote_id
+    assert remote["dsl"]["components"]["Retrieval:KB"]["obj"]["params"]["kb_ids"] == [dataset_id]
+    assert remote["dsl"]["components"]["LLM:Answer"]["obj"]["params"]["llm_id"] == settings.RAGFLOW_LLM_ID
+    assert VERSION_KEY not in remote["dsl"]
+    assert len(ragflow.requests_to("PUT", f"/api/v1/agents/{agent.remote_id}")) == 1
+    assert len(ragflow.agents) == 1  # updated in place, not made again
+
+    assert beat_run(django_capture_on_commit_callbacks) == 0  # now current: left alone
+    assert len(ragflow.requests_to("PUT", f"/api/v1/agents/{agent.remote_id}")) == 1
+
+
+def test_a_beat_run_asks_for_at_most_its_share_least_recently_touched_first(
+    agent, ragflow, user, template_edit, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        other_notebook = services.notebook_create(owner=user, name="Zoology")
+        chat_services.session_create(container=other_notebook, user=user)
+    other = RagFlowAgent.objects.get(notebook=other_notebook)
+    RagFlowAgent.objects.filter(pk=other.pk).update(updated_at=agent.updated_at - timedelta(days=1))
+    template_edit()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert provisioning.agents_outdated_update(limit=1) == 1
+
+    assert dict(RagFlowAgent.objects.values_list("pk", "template_version")) == {agent.pk: "1", other.pk: "2"}
+    assert beat_run(django_capture_on_commit_callbacks) == 1
+    assert set(RagFlowAgent.objects.values_list("template_version", flat=True)) == {"2"}
+
+
+def test_agents_on_the_current_template_are_not_asked_for(agent, ragflow, django_capture_on_commit_callbacks):
+    assert beat_run(django_capture_on_commit_callbacks) == 0
+    assert ragflow.requests_to("PUT", r"/api/v1/agents/.*") == []
+
+
+def test_an_agent_ragflow_no_longer_has_keeps_its_version_and_says_why(
+    agent, ragflow, template_edit, django_capture_on_commit_callbacks
+):
+    del ragflow.agents[agent.remote_id]  # deleted by hand in RAGFlow's UI
+    template_edit()
+
+    assert beat_run(django_capture_on_commit_callbacks) == 1
+
+    agent.refresh_from_db()
+    assert (agent.status, agent.template_version) == (RemoteStatus.READY, "1")
+    assert agent.last_error.startswith("Could not update the agent to template version 2: ")
+    assert "Only owner of canvas authorized" in agent.last_error
+    assert beat_run(django_capture_on_commit_callbacks) == 1  # asked again on every run until it works
+
+
+def test_an_update_during_an_outage_is_retried_until_ragflow_answers(
+    agent, ragflow, template_edit, django_capture_on_commit_callbacks
+):
+    ragflow.fail("PUT", f"/api/v1/agents/{agent.remote_id}", times=2, status=502, code=None)
+    template_edit()
+
+    beat_run(django_capture_on_commit_callbacks)
+
+    agent.refresh_from_db()
+    assert (agent.template_version, agent.last_error) == ("2", "")
+    assert len(ragflow.requests_to("PUT", f"/api/v1/agents/{agent.remote_id}")) == 3
+    assert answer_prompt(ragflow.agents[agent.remote_id]["dsl"]) == EDITED_PROMPT
+
+
+def test_an_update_still_failing_after_the_retries_is_recorded_not_raised(
+    agent, ragflow, template_edit, django_capture_on_commit_callbacks
+):
+    ragflow.fail("PUT", f"/api/v1/agents/{agent.remote_id}", times=50, code=100, message="Redis is down")
+    template_edit()
+
+    beat_run(django_capture_on_commit_callbacks)
+
+    agent.refresh_from_db()
+    assert (agent.status, agent.template_version) == (RemoteStatus.READY, "1")
+    assert agent.last_error.endswith("Redis is down")
+    assert len(ragflow.requests_to("PUT", f"/api/v1/agents/{agent.remote_id}")) == tasks.RETRYING["max_retries"] + 1
+
+
+def test_agents_can_be_updated_from_the_admin(
+    agent, ragflow, admin_client, template_edit, django_capture_on_commit_callbacks
+):
+    template_edit()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/notebooks/ragflowagent/", {"action": "template_update", "_selected_action": [agent.pk]}, follow=True
+        )
+
+    assert response.status_code == 200
+    assert "1 agent(s) will be brought to their template" in response.content.decode()
+    agent.refresh_from_db()
+    assert agent.template_version == "2"
+    assert answer_prompt(ragflow.agents[agent.remote_id]["dsl"]) == EDITED_PROMPT
+
+
+def test_without_ragflow_the_beat_run_asks_for_nothing(
+    agent, ragflow, settings, template_edit, django_capture_on_commit_callbacks
+):
+    template_edit()
+    settings.RAGFLOW_BASE_URL = ""
+
+    assert beat_run(django_capture_on_commit_callbacks) == 0
+    assert ragflow.requests_to("PUT", r"/api/v1/agents/.*") == []
