@@ -52,21 +52,30 @@ class RagFlowDatasetAdmin(admin.ModelAdmin):
 
 @admin.register(RagFlowAgent)
 class RagFlowAgentAdmin(admin.ModelAdmin):
-    list_display = ("title", "notebook", "remote_id", "template_name", "template_version", "status", "last_error")
+    list_display = (
+        "title",
+        "notebook",
+        "remote_id",
+        "template_name",
+        "template_version",
+        "llm_id",
+        "status",
+        "last_error",
+    )
     list_filter = ("status", "template_version")
     search_fields = ("title", "remote_id", "notebook__name")
     raw_id_fields = ("notebook",)
     actions = ("template_update",)
 
-    @admin.action(description="Update the selected agents to their template's current version")
+    @admin.action(description="Update the selected agents to the current template and RAGFLOW_LLM_ID")
     def template_update(self, request: HttpRequest, queryset: QuerySet[RagFlowAgent]) -> None:
         from notebooks.provisioning import agent_template_update_schedule
 
         asked = sum(agent_template_update_schedule(agent=agent) for agent in queryset)
         self.message_user(
             request,
-            f"{asked} agent(s) will be brought to their template's current version (those already on it "
-            "are left as they are); agents not yet created in RAGFlow are made from it anyway.",
+            f"{asked} agent(s) will be brought up to date (those already current are left as they are); "
+            "agents not yet created in RAGFlow will be made from the current template anyway.",
             messages.SUCCESS,
         )
 

@@ -1,4 +1,4 @@
-"""App config for notebooks."""
+"""App config for notebooks: registers the system checks."""
 
 from django.apps import AppConfig
 
@@ -7,3 +7,6 @@ class NotebooksConfig(AppConfig):
     name = "notebooks"
     verbose_name = "Notebooks"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from notebooks import checks  # noqa: F401  (registers the checks)

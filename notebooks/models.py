@@ -67,6 +67,8 @@ class RagFlowAgent(models.Model):
     #: The template file (under notebooks/ragflow/templates/) and the version it declared.
     template_name = models.CharField(max_length=100)
     template_version = models.CharField(max_length=20)
+    #: The `RAGFLOW_LLM_ID` its DSL was given; empty for agents made before it was recorded.
+    llm_id = models.CharField(max_length=255, blank=True, default="")
     status = models.CharField(max_length=10, choices=RemoteStatus.choices, default=RemoteStatus.PENDING)
     last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

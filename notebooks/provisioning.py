@@ -14,8 +14,9 @@ How each step stays single and safe to repeat:
   RAGFlow id is saved the moment the upload returns, before parsing starts;
 - agent: its row is created once, under a lock on the notebook row, and only its creator enqueues
   the remote creation; RAGFlow's per-tenant unique titles make a repeat adopt the same agent;
-- agent update (a raised template version): the whole DSL is sent again, so a repeat changes
-  nothing, and the new version is recorded only on the agent that was sent it;
+- agent update (a raised template version, another `RAGFLOW_LLM_ID`): the whole DSL is sent
+  again, so a repeat changes nothing, and what it was built from is recorded only on the agent
+  that was sent it;
 - anything created in RAGFlow for a row deleted meanwhile is handed to clean-up at once.
 
 Failures: transient ones (RAGFlow down, slow, 5xx, or the dataset not ready yet) are raised for the
@@ -373,6 +374,7 @@ def agent_provision(*, notebook_id: str, final_attempt: bool = True) -> None:
     claimed = RagFlowAgent.objects.filter(pk=agent.pk, remote_id="").update(
         remote_id=remote_id,
         template_version=template.version,
+        llm_id=llm_id,
         status=RemoteStatus.READY,
         last_error="",
         updated_at=timezone.now(),
@@ -389,11 +391,13 @@ AGENT_UPDATES_PER_RUN = 1000
 
 
 def agents_outdated_update(*, limit: int = AGENT_UPDATES_PER_RUN) -> int:
-    """Beat: ask for the update of agents made from an older version of their template; how many."""
+    """Beat: ask for the update of agents made from another template version or LLM; how many."""
     if not ragflow_enabled():
         return 0
-    outdated = Q()
-    for name in RagFlowAgent.objects.exclude(remote_id="").values_list("template_name", flat=True).distinct():
+    made = RagFlowAgent.objects.exclude(remote_id="")
+    # Without an LLM id there is none to compare with (and no DSL to build: an update says so).
+    outdated = ~Q(llm_id=settings.RAGFLOW_LLM_ID) if settings.RAGFLOW_LLM_ID else Q()
+    for name in made.values_list("template_name", flat=True).distinct():
         try:
             version = template_load(name=name).version
         except (OSError, ValueError):
@@ -402,12 +406,7 @@ def agents_outdated_update(*, limit: int = AGENT_UPDATES_PER_RUN) -> int:
         outdated |= Q(template_name=name) & ~Q(template_version=version)
     if not outdated:
         return 0
-    notebook_ids = list(
-        RagFlowAgent.objects.exclude(remote_id="")
-        .filter(outdated)
-        .order_by("updated_at")
-        .values_list("notebook_id", flat=True)[:limit]
-    )
+    notebook_ids = list(made.filter(outdated).order_by("updated_at").values_list("notebook_id", flat=True)[:limit])
     for notebook_id in notebook_ids:
         _on_commit_enqueue("agent_template_update", notebook_id=str(notebook_id))
     return len(notebook_ids)
@@ -422,7 +421,7 @@ def agent_template_update_schedule(*, agent: RagFlowAgent) -> bool:
 
 
 def agent_template_update(*, notebook_id: str, final_attempt: bool = True) -> bool:
-    """Give the notebook's agent its template's current DSL in RAGFlow; True when it was updated.
+    """Give the notebook's agent its template's current DSL and `RAGFLOW_LLM_ID`; True when it was updated.
 
     RAGFlow keeps the DSL each of its sessions was opened with, so conversations already open go
     on as they were and chat sessions opened afterwards get the new one. The agent keeps working
@@ -434,46 +433,53 @@ def agent_template_update(*, notebook_id: str, final_attempt: bool = True) -> bo
     try:
         template = template_load(name=agent.template_name)
     except (OSError, ValueError) as exc:
-        _agent_update_failure(agent=agent, version="?", exc=RagFlowError(f"The template cannot be read: {exc}"))
+        failure = RagFlowError(f"The template cannot be read: {exc}")
+        _agent_update_failure(agent=agent, version="?", llm_id=settings.RAGFLOW_LLM_ID, exc=failure)
         return False
-    if agent.template_version == template.version:
+    llm_id = settings.RAGFLOW_LLM_ID
+    if agent.template_version == template.version and (agent.llm_id == llm_id or not llm_id):
         return False
     dataset = RagFlowDataset.objects.filter(notebook_id=notebook_id).exclude(remote_id="").first()
     try:
         if dataset is None:
             raise RagFlowNotReady("The notebook's knowledge base is not in RAGFlow")
-        if not settings.RAGFLOW_LLM_ID:
+        if not llm_id:
             raise RagFlowError("RAGFLOW_LLM_ID is not set: the agent needs a chat model RAGFlow knows.")
         try:
-            dsl = dsl_build(template=template, dataset_id=dataset.remote_id, llm_id=settings.RAGFLOW_LLM_ID)
+            dsl = dsl_build(template=template, dataset_id=dataset.remote_id, llm_id=llm_id)
         except ValueError as exc:
             raise RagFlowError(str(exc)) from None
         ragflow_call(lambda client: client.agent_update(agent_id=agent.remote_id, dsl=dsl))
     except RagFlowError as exc:
         retrying = exc.transient and not final_attempt
-        _agent_update_failure(agent=agent, version=template.version, exc=exc, retrying=retrying)
+        _agent_update_failure(agent=agent, version=template.version, llm_id=llm_id, exc=exc, retrying=retrying)
         return False
     # Only the agent that was updated: one re-created meanwhile was made from the current template.
     RagFlowAgent.objects.filter(pk=agent.pk, remote_id=agent.remote_id).update(
-        template_version=template.version, last_error="", updated_at=timezone.now()
+        template_version=template.version, llm_id=llm_id, last_error="", updated_at=timezone.now()
     )
     logger.info(
-        "RAGFlow agent %s updated from template %s v%s to v%s",
+        "RAGFlow agent %s updated from template %s v%s (LLM %r) to v%s (LLM %r)",
         agent.remote_id,
         template.name,
         agent.template_version,
+        agent.llm_id,
         template.version,
+        llm_id,
     )
     return True
 
 
-def _agent_update_failure(*, agent: RagFlowAgent, version: str, exc: RagFlowError, retrying: bool = False) -> None:
+def _agent_update_failure(
+    *, agent: RagFlowAgent, version: str, llm_id: str, exc: RagFlowError, retrying: bool = False
+) -> None:
     """Record why an agent keeps its older DSL for now; re-raise when the task will try again."""
-    text = f"Could not update the agent to template version {version}: {_error_text(exc, retrying=retrying)}"
+    target = f"template version {version} and LLM {llm_id or '(not set)'}"
+    text = f"Could not bring the agent to {target}: {_error_text(exc, retrying=retrying)}"
     RagFlowAgent.objects.filter(pk=agent.pk).update(last_error=text[:MAX_ERROR_CHARS], updated_at=timezone.now())
     if retrying:
         raise exc
-    logger.error("Updating RAGFlow agent %s to template version %s failed: %s", agent.remote_id, version, exc.message)
+    logger.error("Bringing RAGFlow agent %s to %s failed: %s", agent.remote_id, target, exc.message)
 
 
 # Clean-up

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -74,20 +75,29 @@ def answer_prompt(remote_dsl: dict) -> str:
 
 
 @pytest.fixture
-def template_edit(tmp_path, monkeypatch):
-    """Call it to deploy an edited agent template: a new answer prompt and its version raised to "2"."""
+def template_deploy(tmp_path, monkeypatch):
+    """Call it with a change to make to the repository's agent template: that template is deployed."""
 
-    def edit() -> dsl.AgentTemplate:
+    def deploy(change: Callable[[dict], None]) -> None:
         raw = json.loads((dsl.TEMPLATES_DIR / f"{dsl.DEFAULT_TEMPLATE}.json").read_text(encoding="utf-8"))
-        raw[dsl.VERSION_KEY] = "2"
-        raw["components"]["LLM:Answer"]["obj"]["params"]["sys_prompt"] = EDITED_PROMPT
+        change(raw)
         (tmp_path / f"{dsl.DEFAULT_TEMPLATE}.json").write_text(json.dumps(raw), encoding="utf-8")
         monkeypatch.setattr(dsl, "TEMPLATES_DIR", tmp_path)
         dsl.template_load.cache_clear()
-        return dsl.template_load()
 
-    yield edit
+    yield deploy
     dsl.template_load.cache_clear()  # the next test reads the template in the repository again
+
+
+@pytest.fixture
+def template_edit(template_deploy):
+    """Call it to deploy an edited agent template: a new answer prompt and its version raised to "2"."""
+
+    def edit(raw: dict) -> None:
+        raw[dsl.VERSION_KEY] = "2"
+        raw["components"]["LLM:Answer"]["obj"]["params"]["sys_prompt"] = EDITED_PROMPT
+
+    return lambda: template_deploy(edit)
 
 
 def pytest_configure(config):

@@ -229,6 +229,7 @@ def test_the_first_session_creates_the_agent_from_the_versioned_template(
     assert agent.status == RemoteStatus.READY
     assert (agent.template_name, agent.template_version) == ("knowledge_base_agent", template.version)
     assert agent.template_version == "1"
+    assert agent.llm_id == settings.RAGFLOW_LLM_ID
     remote = ragflow.agents[agent.remote_id]
     assert remote["title"] == f"deepsight-nb-{notebook.pk}"
     components = remote["dsl"]["components"]
@@ -413,13 +414,40 @@ def test_a_beat_run_asks_for_at_most_its_share_least_recently_touched_first(
     assert set(RagFlowAgent.objects.values_list("template_version", flat=True)) == {"2"}
 
 
+def test_another_llm_setting_reaches_existing_agents_on_the_next_beat_run(
+    agent, ragflow, settings, django_capture_on_commit_callbacks
+):
+    settings.RAGFLOW_LLM_ID = "deepseek-chat@DeepSeek"
+
+    assert beat_run(django_capture_on_commit_callbacks) == 1
+
+    agent.refresh_from_db()
+    assert (agent.template_version, agent.llm_id, agent.last_error) == ("1", "deepseek-chat@DeepSeek", "")
+    llm = ragflow.agents[agent.remote_id]["dsl"]["components"]["LLM:Answer"]["obj"]["params"]
+    assert llm["llm_id"] == "deepseek-chat@DeepSeek"
+    assert beat_run(django_capture_on_commit_callbacks) == 0
+
+
+def test_an_agent_made_before_its_llm_was_recorded_is_sent_its_dsl_once(
+    agent, ragflow, settings, django_capture_on_commit_callbacks
+):
+    RagFlowAgent.objects.filter(pk=agent.pk).update(llm_id="")
+
+    assert beat_run(django_capture_on_commit_callbacks) == 1
+    assert beat_run(django_capture_on_commit_callbacks) == 0
+
+    agent.refresh_from_db()
+    assert agent.llm_id == settings.RAGFLOW_LLM_ID
+    assert len(ragflow.requests_to("PUT", f"/api/v1/agents/{agent.remote_id}")) == 1
+
+
 def test_agents_on_the_current_template_are_not_asked_for(agent, ragflow, django_capture_on_commit_callbacks):
     assert beat_run(django_capture_on_commit_callbacks) == 0
     assert ragflow.requests_to("PUT", r"/api/v1/agents/.*") == []
 
 
 def test_an_agent_ragflow_no_longer_has_keeps_its_version_and_says_why(
-    agent, ragflow, template_edit, django_capture_on_commit_callbacks
+    agent, ragflow, settings, template_edit, django_capture_on_commit_callbacks
 ):
     del ragflow.agents[agent.remote_id]  # deleted by hand in RAGFlow's UI
     template_edit()
@@ -428,7 +456,9 @@ def test_an_agent_ragflow_no_longer_has_keeps_its_version_and_says_why(
 
     agent.refresh_from_db()
     assert (agent.status, agent.template_version) == (RemoteStatus.READY, "1")
-    assert agent.last_error.startswith("Could not update the agent to template version 2: ")
+    assert agent.last_error.startswith(
+        f"Could not bring the agent to template version 2 and LLM {settings.RAGFLOW_LLM_ID}: "
+    )
     assert "Only owner of canvas authorized" in agent.last_error
     assert beat_run(django_capture_on_commit_callbacks) == 1  # asked again on every run until it works
 
@@ -472,7 +502,7 @@ def test_agents_can_be_updated_from_the_admin(
         )
 
     assert response.status_code == 200
-    assert "1 agent(s) will be brought to their template" in response.content.decode()
+    assert "1 agent(s) will be brought up to date" in response.content.decode()
     agent.refresh_from_db()
     assert agent.template_version == "2"
     assert answer_prompt(ragflow.agents[agent.remote_id]["dsl"]) == EDITED_PROMPT
