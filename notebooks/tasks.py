@@ -4,8 +4,8 @@
 - `source_upload` then `source_parse_poll`: a new source's document, and its parse progress
   (the poll re-schedules itself with a growing countdown until RAGFlow is done, within a budget).
 - `agent_provision`: a notebook's agent, when its first chat session opens.
-- `agents_outdated_update` (beat) then `agent_template_update`: agents made from an older version
-  of their template get the current one.
+- `agents_outdated_update` (beat) then `agent_template_update`: agents made from another version
+  of their template, or for another `RAGFLOW_LLM_ID`, get the current DSL.
 - `remote_cleanup_run`: deletions RAGFlow still owes for things deleted here.
 
 All are safe to run twice and acknowledged late (a worker that dies mid-task leaves it to the
@@ -79,13 +79,13 @@ def agent_provision(self: Task, *, notebook_id: str) -> None:
 
 @shared_task(bind=True, time_limit=90, soft_time_limit=75, **RETRYING)
 def agent_template_update(self: Task, *, notebook_id: str) -> None:
-    """Give the notebook's agent its template's current DSL (sessions opened after it get it)."""
+    """Give the notebook's agent the current template's DSL and LLM (sessions opened after it get it)."""
     provisioning.agent_template_update(notebook_id=notebook_id, final_attempt=_final_attempt(self))
 
 
 @shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
 def agents_outdated_update() -> int:
-    """Beat: ask for the update of agents made from an older version of their template."""
+    """Beat: ask for the update of agents made from another template version or LLM."""
     return provisioning.agents_outdated_update()
 
 
