@@ -51,7 +51,7 @@ from notebooks.models import (
     SourceKind,
 )
 from notebooks.ragflow.client import RagFlowClient, ragflow_call
-from notebooks.ragflow.dsl import DEFAULT_TEMPLATE, dsl_build, template_load
+from notebooks.ragflow.dsl import DEFAULT_TEMPLATE, AgentTemplate, dsl_build, template_load
 from notebooks.ragflow.errors import RagFlowError, RagFlowNotReady
 from notebooks.uploads import display_name
 
@@ -354,15 +354,10 @@ def agent_provision(*, notebook_id: str, final_attempt: bool = True) -> None:
     if agent is None or agent.remote_id:
         return
     dataset = RagFlowDataset.objects.filter(notebook_id=notebook_id).first()
+    llm_id = settings.RAGFLOW_LLM_ID
     try:
-        if dataset is None or not dataset.remote_id:
-            detail = f": {dataset.last_error}" if dataset is not None and dataset.last_error else ""
-            raise RagFlowNotReady(f"The notebook's knowledge base is not ready yet{detail}")
-        llm_id = settings.RAGFLOW_LLM_ID
-        if not llm_id:
-            raise RagFlowError("RAGFLOW_LLM_ID is not set: the agent needs a chat model RAGFlow knows.")
         template = template_load(name=agent.template_name)
-        dsl = dsl_build(template=template, dataset_id=dataset.remote_id, llm_id=llm_id)
+        dsl = _agent_dsl(template=template, dataset=dataset, llm_id=llm_id)
         remote_id = ragflow_call(
             lambda client: client.agent_create(
                 title=agent.title, dsl=dsl, description=f"deepsight notebook {notebook_id}"
@@ -383,6 +378,19 @@ def agent_provision(*, notebook_id: str, final_attempt: bool = True) -> None:
         _orphan_record(notebook_id=notebook_id, remote_ids={"agent_id": remote_id, "session_ids": []}, what="agent")
         return
     logger.info("RAGFlow agent %s (template %s v%s) ready", remote_id, template.name, template.version)
+
+
+def _agent_dsl(*, template: AgentTemplate, dataset: RagFlowDataset | None, llm_id: str) -> dict[str, Any]:
+    """The notebook's agent DSL from `template`; `RagFlowError` (`RagFlowNotReady`) when it cannot be made."""
+    if dataset is None or not dataset.remote_id:
+        detail = f": {dataset.last_error}" if dataset is not None and dataset.last_error else ""
+        raise RagFlowNotReady(f"The notebook's knowledge base is not ready yet{detail}")
+    if not llm_id:
+        raise RagFlowError("RAGFLOW_LLM_ID is not set: the agent needs a chat model RAGFlow knows.")
+    try:
+        return dsl_build(template=template, dataset_id=dataset.remote_id, llm_id=llm_id)
+    except ValueError as exc:  # a template whose placeholders are not where they are filled in
+        raise RagFlowError(str(exc)) from None
 
 
 #: Agents asked to move to their template's current version per beat run, least recently touched
@@ -439,16 +447,9 @@ def agent_template_update(*, notebook_id: str, final_attempt: bool = True) -> bo
     llm_id = settings.RAGFLOW_LLM_ID
     if agent.template_version == template.version and (agent.llm_id == llm_id or not llm_id):
         return False
-    dataset = RagFlowDataset.objects.filter(notebook_id=notebook_id).exclude(remote_id="").first()
+    dataset = RagFlowDataset.objects.filter(notebook_id=notebook_id).first()
     try:
-        if dataset is None:
-            raise RagFlowNotReady("The notebook's knowledge base is not in RAGFlow")
-        if not llm_id:
-            raise RagFlowError("RAGFLOW_LLM_ID is not set: the agent needs a chat model RAGFlow knows.")
-        try:
-            dsl = dsl_build(template=template, dataset_id=dataset.remote_id, llm_id=llm_id)
-        except ValueError as exc:
-            raise RagFlowError(str(exc)) from None
+        dsl = _agent_dsl(template=template, dataset=dataset, llm_id=llm_id)
         ragflow_call(lambda client: client.agent_update(agent_id=agent.remote_id, dsl=dsl))
     except RagFlowError as exc:
         retrying = exc.transient and not final_attempt

@@ -441,6 +441,26 @@ def test_an_agent_made_before_its_llm_was_recorded_is_sent_its_dsl_once(
     assert len(ragflow.requests_to("PUT", f"/api/v1/agents/{agent.remote_id}")) == 1
 
 
+def test_an_agent_replaced_while_its_update_was_sent_keeps_what_it_was_made_from(
+    agent, ragflow, template_edit, monkeypatch, django_capture_on_commit_callbacks
+):
+    real_call = provisioning.ragflow_call
+
+    def call_then_replace(fn):
+        result = real_call(fn)
+        # Meanwhile the agent was made again (and so from the new template) under another id.
+        RagFlowAgent.objects.filter(pk=agent.pk).update(remote_id="replacement", template_version="made-anew")
+        return result
+
+    monkeypatch.setattr(provisioning, "ragflow_call", call_then_replace)
+    template_edit()
+
+    assert provisioning.agent_template_update(notebook_id=str(agent.notebook_id)) is True
+
+    agent.refresh_from_db()
+    assert (agent.remote_id, agent.template_version) == ("replacement", "made-anew")
+
+
 def test_agents_on_the_current_template_are_not_asked_for(agent, ragflow, django_capture_on_commit_callbacks):
     assert beat_run(django_capture_on_commit_callbacks) == 0
     assert ragflow.requests_to("PUT", r"/api/v1/agents/.*") == []
