@@ -33,7 +33,10 @@ def test_a_valid_token_authenticates_its_user_in_one_query(user, user_token, dja
         authenticated, token = TokenAuthentication().authenticate(http)
 
     stored = Token.objects.get(key=user_token)
-    assert (authenticated.pk, authenticated.username) == (user.pk, user.username)
+    read_by_the_orm = type(user).objects.get(pk=user.pk)
+    for field in type(user)._meta.concrete_fields:  # every column, converted as the ORM converts it
+        assert getattr(authenticated, field.attname) == getattr(read_by_the_orm, field.attname), field.name
+    assert authenticated._state.adding is False
     assert (token.key, token.user_id, token.created) == (stored.key, stored.user_id, stored.created)
     assert token.user is authenticated
 
