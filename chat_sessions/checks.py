@@ -51,4 +51,32 @@ def check_chat_sessions_settings(app_configs=None, **kwargs):
                 id="chat_sessions.W003",
             )
         )
+    errors.extend(_throttle_rate_errors())
+    return errors
+
+
+def _throttle_rate_errors() -> list[Error]:
+    """The chat views' throttle scopes need a rate, or DRF fails their first request with a 500."""
+    from rest_framework.settings import api_settings
+
+    from chat_sessions.api.throttling import CHAT_SCOPES, ChatRateThrottle
+
+    rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+    errors = []
+    for scope in CHAT_SCOPES:
+        if scope not in rates:
+            problem = "is not set"
+        else:
+            try:
+                ChatRateThrottle().parse_rate(rates[scope])
+                continue
+            except (AttributeError, KeyError, IndexError, ValueError):
+                problem = f"is {rates[scope]!r}, not a rate"
+        errors.append(
+            Error(
+                f"REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['{scope}'] {problem}.",
+                hint="A rate like '60/min' (per second, minute, hour or day), or None for no limit.",
+                id="chat_sessions.E004",
+            )
+        )
     return errors

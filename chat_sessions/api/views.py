@@ -18,7 +18,6 @@ from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from chat_sessions import selectors, services
@@ -34,6 +33,7 @@ from chat_sessions.api.serializers import (
     MessageSerializer,
     TurnSerializer,
 )
+from chat_sessions.api.throttling import ChatRateThrottle
 from chat_sessions.exceptions import ChatError, NothingToTitle
 from chat_sessions.models import ChatSession, SessionChatMessage
 from chat_sessions.session_list_sql import SessionListRead
@@ -124,7 +124,7 @@ class ChatSessionViewSet(
     def get_throttles(self):
         if self.action == "create":
             self.throttle_scope = "chat_create"
-            return [ScopedRateThrottle()]
+            return [ChatRateThrottle()]
         return super().get_throttles()
 
     @extend_schema(responses={200: ChatSessionSerializer(many=True)})
@@ -240,7 +240,7 @@ class MessagesView(ChatAPIMixin, ListAPIView):
     def get_throttles(self):
         if self.request.method == "POST":
             self.throttle_scope = "chat_send"
-            return [ScopedRateThrottle()]
+            return [ChatRateThrottle()]
         return super().get_throttles()
 
     @extend_schema(

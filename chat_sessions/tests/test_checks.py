@@ -38,3 +38,21 @@ def test_a_slow_flush_is_a_warning(settings):
 
 def test_a_stale_limit_shorter_than_a_generation_is_a_warning(settings):
     assert "chat_sessions.W003" in ids(settings, STALE_STREAM_AFTER=timedelta(minutes=5), MAX_GENERATION_SECONDS=600)
+
+
+def test_a_chat_scope_without_a_rate_is_an_error(settings):
+    rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"chat_send": rates["chat_send"]}}
+    missing = check_chat_sessions_settings()
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"chat_send": "60 per minute", "chat_create": None},
+    }
+    unreadable = check_chat_sessions_settings()
+
+    assert [(m.id, m.msg) for m in missing] == [
+        ("chat_sessions.E004", "REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['chat_create'] is not set.")
+    ]
+    assert [(m.id, m.msg) for m in unreadable] == [
+        ("chat_sessions.E004", "REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['chat_send'] is '60 per minute', not a rate.")
+    ]

@@ -18,8 +18,8 @@ from pathlib import PurePosixPath
 import pytest
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.throttling import ScopedRateThrottle
 
+from chat_sessions.api.throttling import ChatRateThrottle
 from chat_sessions.models import ChatSession, SessionChatMessage
 from chat_sessions.tests.factories import ChatSessionFactory, MessageFactory, NotebookFactory, SourceFactory
 from deepsight.testing.sse import sse_request
@@ -297,7 +297,7 @@ def test_more_generations_at_once_than_allowed_is_a_429_until_one_ends(
 @pytest.fixture
 def tight_throttles(monkeypatch):
     # DRF reads the rates into the class when it is imported; the test settings set them very high.
-    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"chat_send": "2/min", "chat_create": "2/min"})
+    monkeypatch.setattr(ChatRateThrottle, "THROTTLE_RATES", {"chat_send": "2/min", "chat_create": "2/min"})
 
 
 def test_opening_sessions_too_fast_is_throttled_per_user_with_a_retry_after(
@@ -329,15 +329,15 @@ def test_sending_too_fast_is_throttled_before_anything_is_read_or_stored(tight_t
 def test_throttle_counts_live_in_the_shared_cache(tight_throttles, owner_client, user, notebook, settings):
     owner_client.post(sessions_path(notebook), {}, format="json")
 
-    history = cache.get(f"throttle_chat_create_{user.pk}")
-
-    assert len(history or []) == 1
     if settings.REDIS_URL:
         import redis
 
-        keys = redis.Redis.from_url(settings.REDIS_URL).keys(f"*throttle_chat_create_{user.pk}")
+        keys = redis.Redis.from_url(settings.REDIS_URL).keys(f"*throttle_chat_create_{user.pk}:window")
         assert keys, "with REDIS_URL the throttle must count in Redis, shared by every web process"
+        assert redis.Redis.from_url(settings.REDIS_URL).zcard(keys[0]) == 1
         assert settings.CACHES["default"]["BACKEND"] == "deepsight.cache.SharedPoolRedisCache"
+    else:
+        assert len(cache.get(f"throttle_chat_create_{user.pk}") or []) == 1
 
 
 # Uploads
