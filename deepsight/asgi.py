@@ -13,6 +13,7 @@ from django.conf import settings  # noqa: E402  (needs the settings above)
 from django.urls import get_resolver  # noqa: E402
 
 from deepsight.middleware import RequestBodyLimitASGI  # noqa: E402
+from deepsight.request_threads import RequestThreads  # noqa: E402
 
 # Django imports the URLconf (and every view module behind it) on the first request; done here,
 # a new process's first users do not wait for it.
@@ -27,4 +28,5 @@ gc.freeze()
 gc.set_threshold(*settings.WEB_GC_THRESHOLDS)
 
 # Django reads a whole body before any middleware runs: the limit is enforced while it arrives.
-application = RequestBodyLimitASGI(django_application)
+# Each request's sync code runs on a pooled thread, not on one started for it.
+application = RequestBodyLimitASGI(RequestThreads(django_application))

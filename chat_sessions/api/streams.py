@@ -70,12 +70,19 @@ def _release_request_thread() -> None:
     Under ASGI, Django gives each request a thread of its own for its sync code (asgiref's
     `ThreadSensitiveContext`) and keeps it until the response ends: for a stream that is its
     whole length, an idle OS thread per open stream. A sync call later in the request (Django
-    closing the response) gets a new one for that moment.
+    closing the response) gets a thread again for that moment. A server that lends requests
+    pooled threads (an executor with a `release()` method, like `deepsight.request_threads`) has
+    its thread given back instead, and lends one again for that call.
     """
     context = SyncToAsync.thread_sensitive_context.get(None)
-    executor = SyncToAsync.context_to_thread_executor.pop(context, None) if context is not None else None
-    if executor is not None:
-        executor.shutdown(wait=False)
+    executor = SyncToAsync.context_to_thread_executor.get(context) if context is not None else None
+    if executor is None:
+        return
+    if callable(getattr(executor, "release", None)):
+        executor.release()
+        return
+    SyncToAsync.context_to_thread_executor.pop(context, None)
+    executor.shutdown(wait=False)
 
 
 class EventStreamResponse(StreamingHttpResponse):
