@@ -190,15 +190,30 @@ def test_closed_tab_does_not_stop_the_answer(live_server_asgi, openai_agent, ses
     assert answer(answer_id).message == "".join(f"t{i} " for i in range(30))
 
 
-def test_an_open_stream_holds_no_thread_of_its_own(live_server_asgi, openai_agent, user, user_token):
-    """Each request is lent a thread for its sync part; a stream gives it back once it starts."""
+@pytest.fixture(params=["deepsight.asgi:application", "deepsight.asgi:django_application"], ids=["pooled", "django"])
+def either_asgi_server(request, transactional_db):
+    """deepsight's application (requests borrow pooled threads), and Django's own handler alone, as a
+    host project of the reusable app may serve it."""
+    from chat_sessions.streaming.persistence import persistence_reset
+    from deepsight.testing.servers import UvicornThread
+
+    server = UvicornThread(request.param).start()
+    yield server
+    server.stop()
+    persistence_reset()
+
+
+def test_an_open_stream_holds_no_thread_of_its_own(either_asgi_server, openai_agent, user, user_token):
+    """Each request gets a thread for its sync part; a stream gives it back once it starts."""
     openai_agent.script(tokens=["warm", "."], delay=0.01)
-    list(send(live_server_asgi, ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user), user_token))
+    list(
+        send(either_asgi_server, ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user), user_token)
+    )
     for _ in range(4):
         openai_agent.script(tokens=["slow", " answer"], delay=1.5)
     sessions = [ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user) for _ in range(4)]
 
-    streams = [send(live_server_asgi, s, user_token) for s in sessions]
+    streams = [send(either_asgi_server, s, user_token) for s in sessions]
     started = [next(iter(stream)) for stream in streams]
 
     assert [event.type for event in started] == ["start"] * 4
@@ -208,7 +223,7 @@ def test_an_open_stream_holds_no_thread_of_its_own(live_server_asgi, openai_agen
 
 def _threads_held_by_requests() -> list[str]:
     """Threads requests hold: pooled ones lent and not given back (deepsight/request_threads.py), and
-    any of asgiref's own per-request executors (default names), which a request gets without the pool."""
+    asgiref's own per-request executors (default names), which Django's handler alone starts."""
     from deepsight.asgi import application
 
     lent = [f"lent by the pool ({application.app.pool.lent})"] if application.app.pool.lent else []
