@@ -62,13 +62,10 @@ def _close_persistence_connections(django_db_setup, django_db_blocker):
 @pytest.fixture
 def live_server_asgi(transactional_db):
     """deepsight served by a real uvicorn on loopback, sharing this test's database."""
-    from chat_sessions.streaming.persistence import persistence_reset
-    from deepsight.testing.servers import UvicornThread
+    from deepsight.testing.servers import asgi_served
 
-    server = UvicornThread().start()
-    yield server
-    server.stop()
-    persistence_reset()
+    with asgi_served() as server:
+        yield server
 
 
 @pytest.fixture

@@ -194,13 +194,10 @@ def test_closed_tab_does_not_stop_the_answer(live_server_asgi, openai_agent, ses
 def either_asgi_server(request, transactional_db):
     """deepsight's application (requests borrow pooled threads), and Django's own handler alone, as a
     host project of the reusable app may serve it."""
-    from chat_sessions.streaming.persistence import persistence_reset
-    from deepsight.testing.servers import UvicornThread
+    from deepsight.testing.servers import asgi_served
 
-    server = UvicornThread(request.param).start()
-    yield server
-    server.stop()
-    persistence_reset()
+    with asgi_served(request.param) as server:
+        yield server
 
 
 def test_an_open_stream_holds_no_thread_of_its_own(either_asgi_server, openai_agent, user, user_token):

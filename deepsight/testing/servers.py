@@ -7,10 +7,11 @@ sockets, and the ASGI app shares the test's settings and database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 
@@ -58,6 +59,19 @@ class UvicornThread:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()
+
+
+@contextlib.contextmanager
+def asgi_served(app_path: str = "deepsight.asgi:application") -> Iterator[UvicornThread]:
+    """An ASGI application under uvicorn for one test; its answers' persistence is reset after it."""
+    from chat_sessions.streaming.persistence import persistence_reset
+
+    server = UvicornThread(app_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        persistence_reset()
 
 
 class AiohttpThread:
