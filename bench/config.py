@@ -69,6 +69,7 @@ FULL = Scale(
     name="full",
     loads=(
         Load("starts", "100 answers of 1 token, one every 100 ms", 100, 1, 10, ramp_s=10),
+        Load("burst", "200 answers of 1 token, all at once (as the throughput load starts)", 200, 1, 10),
         Load("single", "1 stream x 200 tokens @ 10 ms", 1, 200, 10),
         Load("throughput", "200 streams x 500 tokens @ 20 ms (3 rounds)", 200, 500, 20, rounds=3),
         Load("ramp", "1,000 streams x 100 tokens @ 100 ms, ramped over 5 s", 1000, 100, 100, ramp_s=5),
@@ -93,6 +94,7 @@ QUICK = Scale(
     name="quick",
     loads=(
         Load("starts", "30 answers of 1 token, one every 100 ms", 30, 1, 10, ramp_s=3),
+        Load("burst", "50 answers of 1 token, all at once (as the throughput load starts)", 50, 1, 10),
         Load("single", "1 stream x 100 tokens @ 10 ms", 1, 100, 10),
         Load("throughput", "50 streams x 150 tokens @ 20 ms", 50, 150, 20),
         Load("ramp", "200 streams x 20 tokens @ 100 ms, ramped over 1 s", 200, 20, 100, ramp_s=1),
@@ -117,6 +119,7 @@ TOY = Scale(
     name="toy",
     loads=(
         Load("starts", "3 answers of 1 token, one every 100 ms", 3, 1, 10, ramp_s=0.3),
+        Load("burst", "3 answers of 1 token, all at once (as the throughput load starts)", 3, 1, 10),
         Load("single", "1 stream x 5 tokens @ 5 ms", 1, 5, 5),
         Load("throughput", "3 streams x 5 tokens @ 10 ms (2 rounds)", 3, 5, 10, rounds=2),
         Load("ramp", "4 streams x 3 tokens @ 20 ms, ramped over 0.1 s", 4, 3, 20, ramp_s=0.1),

@@ -15,12 +15,18 @@ def _fmt(value: float | None, digits: int = 2, unit: str = "") -> str:
     return f"{value:,.{digits}f}{unit}"
 
 
-def _way(results: dict[str, Any], load: str, way: str) -> dict[str, Any] | None:
+def _load(results: dict[str, Any], name: str) -> dict[str, Any] | None:
     for entry in results.get("proxy", {}).get("loads", []):
-        if entry["name"] == load:
-            for row in entry["ways"]:
-                if row["way"] == way:
-                    return row
+        if entry["name"] == name:
+            return entry
+    return None
+
+
+def _way(results: dict[str, Any], load: str, way: str) -> dict[str, Any] | None:
+    entry = _load(results, load)
+    for row in entry["ways"] if entry else ():
+        if row["way"] == way:
+            return row
     return None
 
 
@@ -156,6 +162,18 @@ def _proxy_notes(results: dict[str, Any]) -> list[str]:
             f"token (direct {_fmt(direct['ttft_ms']['p50'])} ms); the bare proxy relays one in "
             f"{bare['cpu_us_per_token'] / 1000:.2f} ms of CPU."
         )
+    burst, throughput = _way(results, "burst", "deepsight"), _way(results, "throughput", "deepsight")
+    if burst and burst["cpu_us_per_token"]:
+        note = (
+            f"- Started together (the `burst` load: {burst['streams']} answers of 1 token at once, as the throughput "
+            f"load starts its streams) a turn costs deepsight {burst['cpu_us_per_token'] / 1000:.1f} ms of CPU"
+        )
+        if throughput and throughput["cpu_us_per_token"]:
+            # One turn per stream: its CPU over the CPU of all the stream's tokens.
+            stream_cpu_us = throughput["cpu_us_per_token"] * _load(results, "throughput")["tokens"]
+            share = burst["cpu_us_per_token"] / stream_cpu_us
+            note += f": at that cost the throughput load's turns are {share:.0%} of its CPU, the relay the rest"
+        notes.append(note + ".")
     ours, bare = _way(results, "long", "deepsight"), _way(results, "long", "bare")
     if ours and bare and ours["cpu_us_per_token"] and bare["cpu_us_per_token"]:
         notes.append(

@@ -73,6 +73,16 @@ def test_deepsight_saves_every_answer_it_streams(results):
         assert deepsight["persisted_complete"] == load["streams"] * load["rounds"] == deepsight["streams"]
 
 
+def test_the_report_says_what_a_turn_costs_when_turns_start_together(bench_dir, results):
+    burst = next(load for load in results["proxy"]["loads"] if load["name"] == "burst")
+    turn_cpu_us = burst["ways"][-1]["cpu_us_per_token"]  # one token per answer: the CPU of a turn
+
+    assert turn_cpu_us > 0
+    note = next(line for line in (bench_dir / "results.md").read_text().splitlines() if "`burst` load" in line)
+    assert f"a turn costs deepsight {turn_cpu_us / 1000:.1f} ms of CPU" in note
+    assert "of its CPU, the relay the rest" in note
+
+
 def test_the_api_section_seeds_and_lands_on_the_deep_pages(results):
     api = results["api"]
     assert api["seed"]["sessions"] > 0
