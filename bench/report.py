@@ -206,6 +206,8 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for entry in results["proxy"]["loads"]:
             for row in entry["ways"]:
+                # An answer of one token has no interval between tokens to fall behind.
+                behind = not row.get("kept_up") and entry["tokens"] > 1
                 per_stream = "-"
                 if "rss_kib_per_stream" in row:
                     per_stream = f"{row['rss_kib_per_stream']:,.1f} / {row['threads_per_stream']:.2f}"
@@ -213,7 +215,7 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {entry['title']} | {row['way']} | {row['tokens']:,} ({row['lost']:,}) | {row['errors']} "
                     f"| {_fmt(row['latency_ms']['p50'])} / {_fmt(row['latency_ms']['p99'])} ms "
                     f"| {_fmt(row['ttft_ms']['p50'])} / {_fmt(row['ttft_ms']['p99'])} ms "
-                    f"| {_fmt(row['cpu_us_per_token'], 1)}{'' if row.get('kept_up') else ' †'} | {per_stream} |"
+                    f"| {_fmt(row['cpu_us_per_token'], 1)}{' †' if behind else ''} | {per_stream} |"
                 )
         lines += [
             "",

@@ -6,6 +6,7 @@ assertion here is about time, so a slow or busy CI machine cannot fail it.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -81,6 +82,24 @@ def test_the_report_says_what_a_turn_costs_when_turns_start_together(bench_dir, 
     note = next(line for line in (bench_dir / "results.md").read_text().splitlines() if "`burst` load" in line)
     assert f"a turn costs deepsight {turn_cpu_us / 1000:.1f} ms of CPU" in note
     assert "of its CPU, the relay the rest" in note
+
+
+def test_only_a_relay_that_fell_behind_between_tokens_is_marked_so(results):
+    from bench import report
+
+    results = copy.deepcopy(results)
+    titles = {}
+    for load in results["proxy"]["loads"]:
+        if load["name"] in ("burst", "throughput"):
+            load["ways"][-1]["kept_up"] = False  # both late: token latency p50 above their interval
+            titles[load["name"]] = load["title"]
+    rows = {
+        name: next(line for line in report.markdown(results).splitlines() if line.startswith(f"| {title} | deepsight"))
+        for name, title in titles.items()
+    }
+
+    assert rows["throughput"].split(" | ")[6].endswith(" †")
+    assert not rows["burst"].split(" | ")[6].endswith(" †")  # one token per answer: nothing to fall behind
 
 
 def test_the_api_section_seeds_and_lands_on_the_deep_pages(results):
