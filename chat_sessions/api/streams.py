@@ -120,7 +120,13 @@ async def messages_endpoint(request: HttpRequest, **kwargs: Any) -> HttpResponse
     """GET: the message history. POST: send a message; stream (default) or wait for the answer."""
     if request.method != "POST":
         return await _drf(_messages_view, request, kwargs)
-    async with _send_slot():
+    slot = _send_slot()
+    if slot.locked():
+        # The request's thread (taken for Django's `request_started` receivers) is not needed while
+        # the send waits its turn: a burst of a thousand sends would hold a thousand idle threads.
+        # Its DRF part takes one again when the slot comes.
+        _release_request_thread()
+    async with slot:
         pending = asyncio.ensure_future(_drf(_messages_view, request, kwargs))
         try:
             response = await asyncio.shield(pending)

@@ -218,6 +218,51 @@ def test_an_open_stream_holds_no_thread_of_its_own(either_asgi_server, openai_ag
     assert all(any(e.type == "done" for e in stream) for stream in streams)
 
 
+def test_sends_waiting_their_turn_hold_no_thread(either_asgi_server, openai_agent, user, user_token, monkeypatch):
+    """Sends beyond CONCURRENT_SENDS queue on the event loop, not each on an idle thread of its own."""
+    from chat_sessions.api import streams
+    from chat_sessions.streaming import turns
+
+    monkeypatch.setattr(streams, "CONCURRENT_SENDS", 1)  # this server's slots are made at its first send
+    store_turn = turns.turn_start_for_user
+
+    def slow_store(**kwargs):
+        time.sleep(0.3)
+        return store_turn(**kwargs)
+
+    monkeypatch.setattr(turns, "turn_start_for_user", slow_store)
+    sessions = [ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user) for _ in range(6)]
+    for _ in sessions:
+        openai_agent.script(tokens=["ok"], delay=0.01)
+    finished = []
+    senders = [
+        threading.Thread(target=lambda s=s: finished.append(list(send(either_asgi_server, s, user_token))))
+        for s in sessions
+    ]
+
+    for sender in senders:
+        sender.start()
+    time.sleep(0.6)  # every send has arrived; one is storing its turn, the others wait for the slot
+    held = []
+    for _ in range(8):
+        held.append(_request_thread_count())
+        time.sleep(0.05)
+    for sender in senders:
+        sender.join(timeout=30)
+
+    assert max(held) <= 2, held
+    assert len(finished) == 6
+    assert all(events[-1].type == "done" for events in finished)
+
+
+def _request_thread_count() -> int:
+    """How many threads requests hold now (see `_threads_held_by_requests`)."""
+    from deepsight.asgi import application
+
+    own = [thread for thread in threading.enumerate() if thread.name.startswith("ThreadPoolExecutor-")]
+    return application.app.pool.lent + len(own)
+
+
 def _threads_held_by_requests() -> list[str]:
     """Threads requests hold: pooled ones lent and not given back (deepsight/request_threads.py), and
     asgiref's own per-request executors (default names), which Django's handler alone starts."""
