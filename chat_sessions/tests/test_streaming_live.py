@@ -257,19 +257,24 @@ def test_sends_waiting_their_turn_hold_no_thread(either_asgi_server, openai_agen
 
 def _request_thread_count() -> int:
     """How many threads requests hold now (see `_threads_held_by_requests`)."""
-    from deepsight.asgi import application
-
-    own = [thread for thread in threading.enumerate() if thread.name.startswith("ThreadPoolExecutor-")]
-    return application.app.pool.lent + len(own)
+    return _pool_lent() + len(_asgiref_request_threads())
 
 
 def _threads_held_by_requests() -> list[str]:
     """Threads requests hold: pooled ones lent and not given back (deepsight/request_threads.py), and
     asgiref's own per-request executors (default names), which Django's handler alone starts."""
+    lent = _pool_lent()
+    return ([f"lent by the pool ({lent})"] if lent else []) + _asgiref_request_threads()
+
+
+def _pool_lent() -> int:
     from deepsight.asgi import application
 
-    lent = [f"lent by the pool ({application.app.pool.lent})"] if application.app.pool.lent else []
-    return lent + [thread.name for thread in threading.enumerate() if thread.name.startswith("ThreadPoolExecutor-")]
+    return application.app.pool.lent
+
+
+def _asgiref_request_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("ThreadPoolExecutor-")]
 
 
 def test_a_second_send_while_one_streams_gets_409(live_server_asgi, openai_agent, session, user_token):
