@@ -65,7 +65,8 @@ async def _drf(view, request: HttpRequest, kwargs: dict[str, Any]) -> HttpRespon
 
 
 def _release_request_thread() -> None:
-    """Let the request's own worker thread go: only its DRF part needed it, not the stream.
+    """Let the request's own worker thread go: only its DRF part needs it, not the stream, nor a
+    send's wait for its slot (a later sync call takes a thread again).
 
     Under ASGI, Django gives each request a thread of its own for its sync code (asgiref's
     `ThreadSensitiveContext`) and keeps it until the response ends: for a stream that is its
