@@ -67,6 +67,26 @@ _STOPWORDS = frozenset(
 )
 
 
+_ARTICLES = frozenset({"a", "an", "the"})
+_WORD = re.compile(r"\w[\w'-]*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+#: Where a question's first clause ends: punctuation inside a sentence, or a dash between words.
+_CLAUSE_BREAK = re.compile(r"[,;:()\u2013\u2014]|\s-\s")
+#: What a question may start with before what it is about; matched over and over at its start.
+#: "What is" too: "What is RuBisCO?" is about RuBisCO.
+_ASKING = re.compile(
+    r"\W*(?:(?:hi|hello|hey|ok|okay|so|please|thanks|thank you)\b"
+    r"|(?:what|who)(?:\s+(?:is|are|was|were)|['\u2019]s)\b"
+    r"|(?:can|could|would|will)\s+you\b"
+    r"|(?:tell|show)\s+(?:me|us)(?:\s+about)?\b"
+    r"|(?:explain|describe)(?:\s+to\s+(?:me|us))?\b"
+    r"|help\s+(?:me|us)\s+understand\b"
+    r"|i(?:\s+want|\s+would\s+like|['\u2019]d\s+like)\s+to\s+know(?:\s+about)?\b"
+    r"|i\s+(?:was\s+)?wonder(?:ing)?\b)[\W_]*",
+    flags=re.IGNORECASE,
+)
+
+
 @dataclass(frozen=True)
 class Exchange:
     """The question and answer a title is made from."""
@@ -97,22 +117,50 @@ def title_clean(*, raw: str) -> str | None:
 
 
 def title_heuristic(*, question: str) -> str:
-    """A title from the first question alone: its first words, without the asking around them.
+    """A title from the first question alone, in its own words where they are few enough.
 
-    "How do plants turn sunlight into sugar?" gives "Plants turn sunlight into sugar".
+    The question sentence is used (the first one asking, else the first), without the asking
+    before it ("Hi! Can you tell me...", "What is") and a leading article. Then its first clause,
+    when that has two to six words ("Where does photosynthesis happen, and..." gives "Where does
+    photosynthesis happen"); else up to six words it is the title as it stands ("What does
+    chlorophyll absorb?" gives "What does chlorophyll absorb"); else its first words from the first
+    one that is not a stopword ("How do plants turn sunlight into sugar?" gives "Plants turn
+    sunlight into sugar").
     """
-    words = re.findall(r"\w[\w'-]*", question)
-    start = next((i for i, word in enumerate(words) if word.lower() not in _STOPWORDS), 0)
-    chosen = words[start : start + MAX_TITLE_WORDS]
-    while len(chosen) > 1 and chosen[-1].lower() in _STOPWORDS:
-        chosen.pop()
+    sentences = [part for part in _SENTENCE_END.split(question.strip()) if _WORD.search(part)]
+    if not sentences:
+        return FALLBACK_TITLE
+    sentence = next((part for part in sentences if part.rstrip().endswith("?")), sentences[0])
+    sentence = _without_asking(sentence)
+    words = _WORD.findall(sentence)
+    clause = _WORD.findall(_CLAUSE_BREAK.split(sentence, maxsplit=1)[0])
+    if 1 < len(clause) <= MAX_TITLE_WORDS:
+        words = clause
+    elif len(words) > MAX_TITLE_WORDS:
+        start = next((i for i, word in enumerate(words) if word.lower() not in _STOPWORDS), 0)
+        words = words[start : start + MAX_TITLE_WORDS]
+        while len(words) > 1 and words[-1].lower() in _STOPWORDS:
+            words.pop()
+    if len(words) > 1 and words[0].lower() in _ARTICLES:
+        words = words[1:]
     title = ""
-    for word in chosen:
+    for word in words:
         if len(title) + len(word) + 1 > MAX_TITLE_CHARS:
             break
         title = f"{title} {word}".strip()
-    title = title or (chosen[0][:MAX_TITLE_CHARS] if chosen else FALLBACK_TITLE)
+    title = title or words[0][:MAX_TITLE_CHARS]
     return title[0].upper() + title[1:]
+
+
+def _without_asking(sentence: str) -> str:
+    """The sentence without the greetings and requests before what is asked ("Please tell me about")."""
+    rest = sentence
+    while True:
+        match = _ASKING.match(rest)
+        # Only while something is left to ask: "Hello there" stays a greeting.
+        if match is None or all(word.lower() in _STOPWORDS for word in _WORD.findall(rest[match.end() :])):
+            return rest
+        rest = rest[match.end() :]
 
 
 def tags_suggest(*, text: str, limit: int = 3) -> list[str]:

@@ -249,7 +249,7 @@ def test_without_an_llm_the_worker_titles_from_the_first_question(celery_process
 
     assert wait_for(lambda: titled(session)), celery_processes.log("worker")[-3000:]
     session.refresh_from_db()
-    assert session.title == "RuBisCO"
+    assert session.title == "What does RuBisCO do"
 
 
 def test_beat_closes_an_idle_session_through_the_worker(celery_processes):

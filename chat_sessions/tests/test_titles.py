@@ -97,6 +97,24 @@ def test_the_heuristic_title_is_the_first_words_of_the_question_without_the_aski
     assert title == "Role of chlorophyll in photosynthesis"
 
 
+@pytest.mark.parametrize(
+    ("question", "title"),
+    [
+        ("What does chlorophyll absorb?", "What does chlorophyll absorb"),
+        ("why are leaves green?", "Why are leaves green"),
+        ("Where does photosynthesis happen, and what does chlorophyll absorb?", "Where does photosynthesis happen"),
+        ("Hi! I'm studying botany. Why are leaves green?", "Why are leaves green"),
+        ("Hello, could you please tell me about photosynthesis?", "Photosynthesis"),
+        ("I\u2019d like to know about stomata in desert plants and how they close at noon", "Stomata in desert plants"),
+        ("What is RuBisCO?", "RuBisCO"),
+        ("What is it?", "What is it"),
+        ("Hello there", "Hello there"),
+    ],
+)
+def test_the_heuristic_keeps_a_short_question_in_its_own_words_without_the_asking(question, title):
+    assert titles.title_heuristic(question=question) == title
+
+
 def test_a_question_without_words_gives_a_plain_title():
     assert titles.title_heuristic(question="??? !!!") == titles.FALLBACK_TITLE
 
@@ -203,7 +221,7 @@ def test_without_an_llm_the_first_question_gives_the_title(no_llm):
     session_title_generate.delay(session_id=str(session.pk))
 
     session.refresh_from_db()
-    assert session.title == "Calvin cycle briefly"
+    assert session.title == "Calvin cycle"
     assert session.title_source == TitleSource.AUTO
 
 
