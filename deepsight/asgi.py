@@ -3,7 +3,7 @@
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+from chat_sessions.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "deepsight.settings")
 

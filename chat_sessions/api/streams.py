@@ -22,6 +22,7 @@ from chat_sessions.api.views import MessageStreamView, MessagesView, SessionStop
 from chat_sessions.models import MessageStatus, SessionChatMessage
 from chat_sessions.payloads import message_as_dict
 from chat_sessions.streaming.channels import channel_hub
+from chat_sessions.streaming.direct import DirectSend
 from chat_sessions.streaming.generation import generation_result, generation_start, generation_stop
 from chat_sessions.streaming.persistence import db_call
 from chat_sessions.streaming.turns import PreparedTurn
@@ -93,16 +94,32 @@ class EventStreamResponse(StreamingHttpResponse):
     converting each part to bytes): two extra steps for every token of every open stream, for
     parts that are bytes already. The server iterates the event stream itself instead. The sync
     `streaming_content` (WSGI, Django's test client) is Django's, unchanged.
+
+    Served by `chat_sessions.asgi.ASGIHandler`, which gives it the ASGI `send` its body goes out
+    through, a live answer's events are sent by the generation itself (`DirectWatcher`), unless a
+    middleware replaced the body: then it must see every event, and the events pass through it.
     """
 
+    asgi_send = None
+
+    def __init__(self, events, *, direct: DirectSend | None = None, **kwargs: Any) -> None:
+        super().__init__(events, **kwargs)
+        self._events = self._iterator
+        self._direct = direct
+
     def __aiter__(self):
+        if self._direct is not None and self.asgi_send is not None and self._iterator is self._events:
+            self._direct.send = self.asgi_send
         return self._iterator
 
 
 def _stream_response(message_id: int, after: int) -> StreamingHttpResponse:
     _release_request_thread()
+    direct = DirectSend()
     response = EventStreamResponse(
-        channel_hub().subscribe(message_id, after), content_type="text/event-stream; charset=utf-8"
+        channel_hub().subscribe(message_id, after, direct),
+        direct=direct,
+        content_type="text/event-stream; charset=utf-8",
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"

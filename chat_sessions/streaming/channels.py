@@ -9,6 +9,7 @@ another web process resumes it there, and stop signals reach the generation wher
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import weakref
@@ -17,6 +18,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from chat_sessions.conf import chat_settings
+from chat_sessions.streaming.direct import DirectSend, DirectWatcher, Send
 
 logger = logging.getLogger(__name__)
 
@@ -39,23 +41,49 @@ def sse_frame(seq: int, data: str) -> bytes:
 
 
 class StreamLog:
-    """The events of one answer in this process, and the futures of those waiting for the next one."""
+    """The events of one answer in this process, the futures of those waiting for the next one,
+    and the watchers it sends each new event to itself (`DirectWatcher`)."""
 
-    __slots__ = ("_waiters", "final", "finished", "frames")
+    __slots__ = ("_direct", "_waiters", "final", "finished", "frames")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.final: dict[str, Any] | None = None
         self.finished = False
         self._waiters: list[asyncio.Future] = []
+        self._direct: list[DirectWatcher] = []
 
     def append(self, frame: bytes) -> None:
         self.frames.append(frame)
+        if self._direct:
+            handed = len(self.frames)
+            for watcher in tuple(self._direct):
+                watcher.handed = handed
+                if not watcher.deliver(frame):
+                    self._direct.remove(watcher)
+            if self.finished:
+                for watcher in self._direct:
+                    watcher.end()
+                self._direct.clear()
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+
+    def watch_directly(self, send: Send) -> DirectWatcher:
+        """Send each event from the next one on through `send`, from `append` (`streaming.direct`)."""
+        watcher = DirectWatcher(send, handed=len(self.frames))
+        self._direct.append(watcher)
+        return watcher
+
+    def unwatch(self, watcher: DirectWatcher) -> None:
+        with contextlib.suppress(ValueError):
+            self._direct.remove(watcher)
+
+    def ping(self, watcher: DirectWatcher) -> None:
+        if not watcher.deliver(PING):
+            self.unwatch(watcher)
 
     def changed(self) -> asyncio.Future:
         """A future of the caller's own, done at the next event: cancelling it disturbs no one else."""
@@ -102,7 +130,7 @@ class ChannelHub:
         retention = chat_settings.STREAM_RETENTION.total_seconds()
         asyncio.get_running_loop().call_later(retention, self._logs.pop, message_id, None)
 
-    def subscribe(self, message_id: int, after: int = 0) -> AsyncIterator[bytes]:
+    def subscribe(self, message_id: int, after: int = 0, direct: DirectSend | None = None) -> AsyncIterator[bytes]:
         """SSE bytes of the events after `after`, then live ones, ending with `done` or `error`.
 
         Yields `PING` after `PING_INTERVAL` seconds of silence. Falls back to Redis (another
@@ -110,7 +138,7 @@ class ChannelHub:
         """
         log = self._logs.get(message_id)
         if log is not None:
-            return _follow_local(log, after)
+            return _follow_local(log, after, direct)
         return self._follow_elsewhere(message_id, after)
 
     async def _follow_elsewhere(self, message_id: int, after: int) -> AsyncIterator[bytes]:
@@ -129,7 +157,7 @@ class _Pinger:
     streams and a token every few milliseconds, those per-wait timers cost a large share of the CPU.
     """
 
-    __slots__ = ("_interval", "_log", "_loop", "_timer", "last_sent", "waiter")
+    __slots__ = ("_interval", "_log", "_loop", "_timer", "last_sent", "waiter", "watcher")
 
     def __init__(self, log: StreamLog, interval: float) -> None:
         self._log = log
@@ -137,13 +165,19 @@ class _Pinger:
         self._loop = asyncio.get_running_loop()
         self.last_sent = self._loop.time()
         self.waiter: asyncio.Future | None = None
+        #: The watcher's direct sends, while it has them: it is pinged through them.
+        self.watcher: DirectWatcher | None = None
         self._timer = self._loop.call_at(self.last_sent + interval, self._due)
 
     def _due(self) -> None:
         now = self._loop.time()
+        if self.watcher is not None:
+            self.last_sent = max(self.last_sent, self.watcher.last_sent)
         due = self.last_sent + self._interval
         if now >= due:
-            if self.waiter is not None and not self.waiter.done():
+            if self.watcher is not None:
+                self._log.ping(self.watcher)
+            elif self.waiter is not None and not self.waiter.done():
                 self.waiter.set_result(PING)
             due = now + self._interval
         if not self._log.finished:  # a watcher that is never closed stops being pinged here
@@ -153,7 +187,7 @@ class _Pinger:
         self._timer.cancel()
 
 
-async def _follow_local(log: StreamLog, after: int) -> AsyncIterator[bytes]:
+async def _follow_local(log: StreamLog, after: int, direct: DirectSend | None = None) -> AsyncIterator[bytes]:
     position = max(after, 0)
     pinger = _Pinger(log, chat_settings.PING_INTERVAL)
     clock = asyncio.get_running_loop().time
@@ -169,6 +203,19 @@ async def _follow_local(log: StreamLog, after: int) -> AsyncIterator[bytes]:
                 continue
             if log.finished:
                 return
+            if direct is not None and direct.send is not None:
+                watcher = pinger.watcher = log.watch_directly(direct.send)
+                try:
+                    blocked = await watcher.ended
+                finally:
+                    log.unwatch(watcher)
+                    pinger.watcher = None
+                    pinger.last_sent = max(pinger.last_sent, watcher.last_sent)
+                if blocked is None:
+                    return
+                await blocked  # finish the send that had to wait, then follow the log from there
+                position = watcher.handed
+                continue
             pinger.waiter = log.changed()
             if await pinger.waiter is PING:
                 yield PING

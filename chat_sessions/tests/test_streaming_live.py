@@ -9,8 +9,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+from asgiref.sync import markcoroutinefunction
 from django.conf import settings as django_settings
 from django.db import connection
 
@@ -26,6 +28,19 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def session(user):
     return ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user)
+
+
+@pytest.fixture(params=["deepsight", "django"])
+def either_asgi_server(request, transactional_db):
+    """deepsight's application (its handler sends live events directly, requests borrow pooled
+    threads), and Django's own handler alone, as a host project of the reusable app may serve it."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    from deepsight.testing.servers import asgi_served
+
+    app = "deepsight.asgi:application" if request.param == "deepsight" else ASGIHandler()
+    with asgi_served(app) as server:
+        yield server
 
 
 def session_url(server, session):
@@ -57,10 +72,10 @@ def answer(message_id) -> SessionChatMessage:
     return SessionChatMessage.objects.get(pk=message_id)
 
 
-def test_answer_streams_token_by_token_and_is_saved(live_server_asgi, openai_agent, session, user_token):
+def test_answer_streams_token_by_token_and_is_saved(either_asgi_server, openai_agent, session, user_token):
     openai_agent.script(tokens=["Light", " becomes", " sugar", "."], delay=0.05)
 
-    stream = send(live_server_asgi, session, user_token, "What is it?")
+    stream = send(either_asgi_server, session, user_token, "What is it?")
     events = list(stream)
 
     assert stream.status == 200
@@ -174,10 +189,10 @@ def test_an_upstream_that_refuses_gives_an_error_event_and_the_next_message_work
     ]
 
 
-def test_closed_tab_does_not_stop_the_answer(live_server_asgi, openai_agent, session, user_token):
+def test_closed_tab_does_not_stop_the_answer(either_asgi_server, openai_agent, session, user_token):
     openai_agent.script(tokens=[f"t{i} " for i in range(30)], delay=0.03)
 
-    stream = send(live_server_asgi, session, user_token, "Long one")
+    stream = send(either_asgi_server, session, user_token, "Long one")
     received = []
     for event in stream:
         received.append(event)
@@ -190,14 +205,77 @@ def test_closed_tab_does_not_stop_the_answer(live_server_asgi, openai_agent, ses
     assert answer(answer_id).message == "".join(f"t{i} " for i in range(30))
 
 
-@pytest.fixture(params=["deepsight.asgi:application", "deepsight.asgi:django_application"], ids=["pooled", "django"])
-def either_asgi_server(request, transactional_db):
-    """deepsight's application (requests borrow pooled threads), and Django's own handler alone, as a
-    host project of the reusable app may serve it."""
+class TapStreamMiddleware:
+    """An async middleware that replaces streamed bodies with its own, keeping what passes through."""
+
+    async_capable = True
+    sync_capable = False
+    seen: ClassVar[list[bytes]] = []
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        markcoroutinefunction(self)
+
+    async def __call__(self, request):
+        response = await self.get_response(request)
+        if response.streaming:
+            body = response.streaming_content
+
+            async def tapped():
+                async for chunk in body:
+                    self.seen.append(chunk)
+                    yield chunk
+
+            response.streaming_content = tapped()
+        return response
+
+
+def test_a_middleware_that_replaces_the_stream_sees_every_event(openai_agent, session, user_token, settings):
+    """Live events are sent directly only while the body is the stream's own: a middleware that
+    replaced it gets each of them to pass on."""
+    from chat_sessions.asgi import ASGIHandler
     from deepsight.testing.servers import asgi_served
 
-    with asgi_served(request.param) as server:
-        yield server
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, f"{__name__}.TapStreamMiddleware"]
+    TapStreamMiddleware.seen.clear()
+    openai_agent.script(tokens=["Light", " becomes", " sugar", "."], delay=0.02)
+
+    with asgi_served(ASGIHandler()) as server:
+        events = list(send(server, session, user_token))
+
+    assert [e.type for e in events] == ["start", "token", "token", "token", "token", "done"]
+    tapped = b"".join(TapStreamMiddleware.seen).decode()
+    assert [line for line in tapped.splitlines() if line.startswith("id:")] == [f"id: {n}" for n in range(1, 7)]
+
+
+def test_a_client_that_reads_slowly_gets_every_token_in_order(live_server_asgi, openai_agent, session, user_token):
+    """Tokens bigger than the socket buffers, to a client that stops reading for a while: the
+    server's flow control makes the direct sends wait, and the response carries on from there."""
+    from chat_sessions.streaming import direct
+
+    waited = []
+    original = direct.BlockedSend.__init__
+
+    def counted(self, *args):
+        waited.append(1)
+        original(self, *args)
+
+    tokens = [f"{index:03d}" + "x" * 200_000 for index in range(40)]  # 8 MB in all
+    openai_agent.script(tokens=tokens, delay=0.0)
+    stream = send(live_server_asgi, session, user_token)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(direct.BlockedSend, "__init__", counted)
+        events = iter(stream)
+        first = next(events)
+        time.sleep(1.5)  # the client reads nothing meanwhile
+        rest = list(events)
+
+    assert first.type == "start"
+    assert waited, "the server never had to wait for this client: the test did not exercise flow control"
+    received = [e.data["text"] for e in rest if e.type == "token"]
+    assert received == tokens
+    assert rest[-1].type == "done"
+    assert [e.id for e in [first, *rest]] == list(range(1, len(tokens) + 3))
 
 
 def test_an_open_stream_holds_no_thread_of_its_own(either_asgi_server, openai_agent, user, user_token):
@@ -302,15 +380,15 @@ def test_a_retried_send_replays_the_same_turn(live_server_asgi, openai_agent, se
     assert len(openai_agent.requests) == 1
 
 
-def test_stop_keeps_the_partial_answer_and_ends_the_stream(live_server_asgi, openai_agent, session, user_token):
+def test_stop_keeps_the_partial_answer_and_ends_the_stream(either_asgi_server, openai_agent, session, user_token):
     openai_agent.script(tokens=[f"t{i} " for i in range(100)], delay=0.05)
-    stream = iter(send(live_server_asgi, session, user_token))
+    stream = iter(send(either_asgi_server, session, user_token))
     start = next(stream)
     next(stream), next(stream)
 
     stopped = sse_request(
         "POST",
-        session_url(live_server_asgi, session) + "stop/",
+        session_url(either_asgi_server, session) + "stop/",
         headers={**auth(user_token), "Accept": "application/json"},
     )
     stop_body = json.loads(stopped.body())
@@ -336,10 +414,10 @@ def test_stop_with_nothing_running_is_a_409(live_server_asgi, session, user_toke
     assert response.status == 409
 
 
-def test_a_reconnect_resumes_after_the_last_event_seen(live_server_asgi, openai_agent, session, user_token):
+def test_a_reconnect_resumes_after_the_last_event_seen(either_asgi_server, openai_agent, session, user_token):
     tokens = [f"t{i} " for i in range(20)]
     openai_agent.script(tokens=tokens, delay=0.03)
-    stream = send(live_server_asgi, session, user_token)
+    stream = send(either_asgi_server, session, user_token)
     seen = []
     for event in stream:
         seen.append(event)
@@ -351,7 +429,7 @@ def test_a_reconnect_resumes_after_the_last_event_seen(live_server_asgi, openai_
     resumed = list(
         sse_request(
             "GET",
-            messages_url(live_server_asgi, session) + f"{answer_id}/stream/",
+            messages_url(either_asgi_server, session) + f"{answer_id}/stream/",
             headers={**auth(user_token), "Last-Event-ID": str(seen[-1].id)},
         )
     )
@@ -533,12 +611,12 @@ def test_queries_per_turn_do_not_grow_with_the_number_of_tokens(
 
 
 def test_a_silent_upstream_gets_ping_comments_so_proxies_keep_the_stream(
-    live_server_asgi, openai_agent, session, user_token, settings
+    either_asgi_server, openai_agent, session, user_token, settings
 ):
     settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "PING_INTERVAL": 0.2}
     openai_agent.script(tokens=["late"], first_token_delay=1.0)
 
-    stream = send(live_server_asgi, session, user_token)
+    stream = send(either_asgi_server, session, user_token)
     events = list(stream)
 
     assert stream.pings >= 3

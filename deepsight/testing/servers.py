@@ -24,15 +24,15 @@ def free_socket() -> socket.socket:
 
 
 class UvicornThread:
-    """deepsight's ASGI application served by uvicorn in a background thread."""
+    """An ASGI application (an import path or the app; deepsight's by default) under uvicorn, in a thread."""
 
-    def __init__(self, app_path: str = "deepsight.asgi:application") -> None:
+    def __init__(self, app: str | Callable = "deepsight.asgi:application") -> None:
         import uvicorn
 
         self.sock = free_socket()
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app_path, lifespan="off", log_level="warning", loop="asyncio", http="httptools")
+        config = uvicorn.Config(app, lifespan="off", log_level="warning", loop="asyncio", http="httptools")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -62,11 +62,11 @@ class UvicornThread:
 
 
 @contextlib.contextmanager
-def asgi_served(app_path: str = "deepsight.asgi:application") -> Iterator[UvicornThread]:
+def asgi_served(app: str | Callable = "deepsight.asgi:application") -> Iterator[UvicornThread]:
     """An ASGI application under uvicorn for one test; its answers' persistence is reset after it."""
     from chat_sessions.streaming.persistence import persistence_reset
 
-    server = UvicornThread(app_path).start()
+    server = UvicornThread(app).start()
     try:
         yield server
     finally:

@@ -1,0 +1,30 @@
+"""Django's ASGI handler, letting event streams send their live events themselves.
+
+`get_asgi_application()` here is Django's, with one difference: an answer's event stream gets the
+ASGI `send` its body goes out through, so each token is sent by the generation that publishes it
+instead of waking the response's task to pass it on (`streaming.channels.DirectWatcher`). Every
+other response is served exactly as Django serves it. Projects that keep Django's own handler
+stream the same events, through the response's iterator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django
+from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
+
+
+class ASGIHandler(DjangoASGIHandler):
+    async def send_response(self, response: Any, send: Any) -> None:
+        from chat_sessions.api.streams import EventStreamResponse
+
+        if isinstance(response, EventStreamResponse):
+            response.asgi_send = send
+        await super().send_response(response, send)
+
+
+def get_asgi_application() -> ASGIHandler:
+    """`django.core.asgi.get_asgi_application`, with the handler above."""
+    django.setup(set_prefix=False)
+    return ASGIHandler()
