@@ -2,6 +2,7 @@
 
 - `generation.py` runs one answer: agent events in, channel events and database writes out.
 - `channels.py` holds each answer's events for live and late subscribers (Redis across processes).
+- `direct.py` lets the generation send its live events through the response's ASGI `send` itself.
 - `persistence.py` writes to the database off the event loop, in short transactions.
-- `sse.py` turns channel events into a `text/event-stream` response.
+- `turns.py` stores a turn and gathers what its generation needs.
 """

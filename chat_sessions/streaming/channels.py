@@ -203,7 +203,8 @@ async def _follow_local(log: StreamLog, after: int, direct: DirectSend | None = 
                 continue
             if log.finished:
                 return
-            if direct is not None and direct.send is not None:
+            if direct is not None and direct.send is not None and position == len(frames):
+                # Caught up: from the next event on, the generation sends each one itself.
                 watcher = pinger.watcher = log.watch_directly(direct.send)
                 try:
                     blocked = await watcher.ended
