@@ -102,6 +102,29 @@ def test_only_a_relay_that_fell_behind_between_tokens_is_marked_so(results):
     assert not rows["burst"].split(" | ")[6].endswith(" †")  # one token per answer: nothing to fall behind
 
 
+@pytest.mark.parametrize(
+    ("ours_us", "kept_up", "verdict"),
+    [
+        (150.0, True, "PASS"),
+        (150.0, False, "UNDECIDED (deepsight fell behind)"),
+        (190.0, True, "MISS"),
+        (190.0, False, "MISS"),  # behind, it reads low: the real figure is higher still
+    ],
+)
+def test_a_cpu_ratio_under_the_line_from_a_relay_that_fell_behind_decides_nothing(results, ours_us, kept_up, verdict):
+    from bench import report
+
+    results = copy.deepcopy(results)
+    throughput = next(load for load in results["proxy"]["loads"] if load["name"] == "throughput")
+    bare, ours = throughput["ways"][1], throughput["ways"][2]
+    bare["cpu_us_per_token"], bare["kept_up"] = 100.0, True
+    ours["cpu_us_per_token"], ours["kept_up"] = ours_us, kept_up
+    results["bars"] = report.bars(results)
+    row = next(line for line in report.markdown(results).splitlines() if line.startswith("| CPU per relayed token"))
+
+    assert row.rstrip(" |").endswith(verdict)
+
+
 def test_the_api_section_seeds_and_lands_on_the_deep_pages(results):
     api = results["api"]
     assert api["seed"]["sessions"] > 0
