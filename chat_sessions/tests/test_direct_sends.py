@@ -49,14 +49,20 @@ async def follow(hub: ChannelHub, send: RecordingSend, *, after: int = 0) -> tup
     return task, yielded
 
 
+@pytest.fixture
+def hub() -> ChannelHub:
+    """A hub with one answer's log open, as a generation opens it."""
+    hub = ChannelHub()
+    hub.open(MESSAGE)
+    return hub
+
+
 def frames(hub: ChannelHub) -> list[bytes]:
     return list(hub.local(MESSAGE).frames)
 
 
 @pytest.mark.asyncio
-async def test_each_live_event_is_sent_as_it_is_published_and_the_body_ends_with_the_answer():
-    hub = ChannelHub()
-    hub.open(MESSAGE)
+async def test_each_live_event_is_sent_as_it_is_published_and_the_body_ends_with_the_answer(hub):
     hub.publish(MESSAGE, {"type": "start"})
     send = RecordingSend()
     task, yielded = await follow(hub, send)
@@ -74,9 +80,7 @@ async def test_each_live_event_is_sent_as_it_is_published_and_the_body_ends_with
 
 
 @pytest.mark.asyncio
-async def test_a_send_that_has_to_wait_is_finished_by_the_response_and_nothing_is_lost_or_repeated():
-    hub = ChannelHub()
-    hub.open(MESSAGE)
+async def test_a_send_that_has_to_wait_is_finished_by_the_response_and_nothing_is_lost_or_repeated(hub):
     send = RecordingSend(hold_from=2)
     task, yielded = await follow(hub, send)
 
@@ -96,9 +100,7 @@ async def test_a_send_that_has_to_wait_is_finished_by_the_response_and_nothing_i
 
 
 @pytest.mark.asyncio
-async def test_after_a_wait_the_response_sends_directly_again():
-    hub = ChannelHub()
-    hub.open(MESSAGE)
+async def test_after_a_wait_the_response_sends_directly_again(hub):
     send = RecordingSend(hold_from=1)
     task, _ = await follow(hub, send)
     hub.publish_text(MESSAGE, "token", "a")
@@ -117,9 +119,7 @@ async def test_after_a_wait_the_response_sends_directly_again():
 
 
 @pytest.mark.asyncio
-async def test_a_failing_send_ends_that_response_with_its_error_and_the_answer_goes_on():
-    hub = ChannelHub()
-    hub.open(MESSAGE)
+async def test_a_failing_send_ends_that_response_with_its_error_and_the_answer_goes_on(hub):
     broken = RecordingSend(fail_from=1)
     healthy = RecordingSend()
     broken_task, _ = await follow(hub, broken)
@@ -137,9 +137,7 @@ async def test_a_failing_send_ends_that_response_with_its_error_and_the_answer_g
 
 
 @pytest.mark.asyncio
-async def test_a_closed_response_is_sent_nothing_more():
-    hub = ChannelHub()
-    hub.open(MESSAGE)
+async def test_a_closed_response_is_sent_nothing_more(hub):
     send = RecordingSend()
     task, _ = await follow(hub, send)
     hub.publish_text(MESSAGE, "token", "a")
@@ -154,9 +152,7 @@ async def test_a_closed_response_is_sent_nothing_more():
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("picked_up", [True, False], ids=["while-the-response-finishes-it", "before-it-does"])
-async def test_a_closed_response_drops_its_waiting_send(picked_up):
-    hub = ChannelHub()
-    hub.open(MESSAGE)
+async def test_a_closed_response_drops_its_waiting_send(hub, picked_up):
     send = RecordingSend(hold_from=0)
     task, _ = await follow(hub, send)
     hub.publish_text(MESSAGE, "token", "a")  # waits for a client that never reads again
@@ -173,10 +169,8 @@ async def test_a_closed_response_drops_its_waiting_send(picked_up):
 
 
 @pytest.mark.asyncio
-async def test_a_silent_answer_is_pinged_through_the_direct_send(settings):
+async def test_a_silent_answer_is_pinged_through_the_direct_send(hub, settings):
     settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "PING_INTERVAL": 0.05}
-    hub = ChannelHub()
-    hub.open(MESSAGE)
     send = RecordingSend()
     task, yielded = await follow(hub, send)
 
@@ -189,10 +183,8 @@ async def test_a_silent_answer_is_pinged_through_the_direct_send(settings):
 
 
 @pytest.mark.asyncio
-async def test_a_busy_answer_is_not_pinged(settings):
+async def test_a_busy_answer_is_not_pinged(hub, settings):
     settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "PING_INTERVAL": 0.1}
-    hub = ChannelHub()
-    hub.open(MESSAGE)
     send = RecordingSend()
     task, _ = await follow(hub, send)
 
