@@ -2,7 +2,7 @@
 
 `get_asgi_application()` here is Django's, with one difference: an answer's event stream gets the
 ASGI `send` its body goes out through, so each token is sent by the generation that publishes it
-instead of waking the response's task to pass it on (`streaming.channels.DirectWatcher`). Every
+instead of waking the response's task to pass it on (`chat_sessions.streaming.direct`). Every
 other response is served exactly as Django serves it. Projects that keep Django's own handler
 stream the same events, through the response's iterator.
 """
