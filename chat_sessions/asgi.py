@@ -20,7 +20,7 @@ class ASGIHandler(DjangoASGIHandler):
         from chat_sessions.api.streams import EventStreamResponse
 
         if isinstance(response, EventStreamResponse):
-            response.asgi_send = send
+            response.send_directly(send)
         await super().send_response(response, send)
 
 

@@ -22,7 +22,7 @@ from chat_sessions.api.views import MessageStreamView, MessagesView, SessionStop
 from chat_sessions.models import MessageStatus, SessionChatMessage
 from chat_sessions.payloads import message_as_dict
 from chat_sessions.streaming.channels import channel_hub
-from chat_sessions.streaming.direct import DirectSend
+from chat_sessions.streaming.direct import DirectSend, Send
 from chat_sessions.streaming.generation import generation_result, generation_start, generation_stop
 from chat_sessions.streaming.persistence import db_call
 from chat_sessions.streaming.turns import PreparedTurn
@@ -96,20 +96,23 @@ class EventStreamResponse(StreamingHttpResponse):
     `streaming_content` (WSGI, Django's test client) is Django's, unchanged.
 
     Served by `chat_sessions.asgi.ASGIHandler`, which gives it the ASGI `send` its body goes out
-    through, a live answer's events are sent by the generation itself (`DirectWatcher`), unless a
-    middleware replaced the body: then it must see every event, and the events pass through it.
+    through (`send_directly`), a live answer's events are sent by the generation itself
+    (`streaming.direct`), unless a middleware replaced the body: then it must see every event,
+    and the events pass through it.
     """
-
-    asgi_send = None
 
     def __init__(self, events, *, direct: DirectSend | None = None, **kwargs: Any) -> None:
         super().__init__(events, **kwargs)
         self._events = self._iterator
         self._direct = direct
 
+    def send_directly(self, send: Send) -> None:
+        """Let the live events go out through `send`, the ASGI `send` of this response's body,
+        unless a middleware replaced the body (the handler calls this after every middleware ran)."""
+        if self._direct is not None and self._iterator is self._events:
+            self._direct.send = send
+
     def __aiter__(self):
-        if self._direct is not None and self.asgi_send is not None and self._iterator is self._events:
-            self._direct.send = self.asgi_send
         return self._iterator
 
 
