@@ -79,6 +79,8 @@ class DirectWatcher:
     def deliver(self, body: bytes) -> bool:
         """Send `body` now; False when the watcher leaves instead (its send has to wait, or failed)."""
         if self.ended.done():
+            # It left, and the response has not taken over yet: a ping due meanwhile must not start
+            # a second send beside the one that waits.
             return False
         try:
             sending = self._send({"type": "http.response.body", "body": body, "more_body": True}).__await__()

@@ -17,6 +17,7 @@ class RecordingSend:
 
     def __init__(self, *, hold_from: int | None = None, fail_from: int | None = None) -> None:
         self.bodies: list[bytes] = []
+        self.started = 0
         self.hold_from = hold_from
         self.fail_from = fail_from
         self.released = asyncio.Event()
@@ -24,6 +25,7 @@ class RecordingSend:
     async def __call__(self, message: dict) -> None:
         assert message["type"] == "http.response.body"
         assert message["more_body"] is True
+        self.started += 1
         if self.fail_from is not None and len(self.bodies) >= self.fail_from:
             raise ConnectionResetError("the client went away")
         if self.hold_from is not None and len(self.bodies) >= self.hold_from:
@@ -195,4 +197,19 @@ async def test_a_busy_answer_is_not_pinged(hub, settings):
     await asyncio.wait_for(task, 1)
 
     assert PING not in send.bodies
+    assert send.bodies == frames(hub)
+
+
+@pytest.mark.asyncio
+async def test_a_ping_due_while_a_send_waits_starts_no_second_send(hub):
+    send = RecordingSend(hold_from=0)
+    log = hub.local(MESSAGE)
+    watcher = log.watch_directly(send)
+    hub.publish_text(MESSAGE, "token", "a")  # waits
+
+    log.ping(watcher)  # the response has not taken the waiting send over yet
+
+    assert send.started == 1
+    send.released.set()
+    await (await watcher.ended)
     assert send.bodies == frames(hub)
