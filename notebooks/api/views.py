@@ -12,7 +12,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from chat_sessions.api.pagination import StrictPageSizeMixin
+from chat_sessions.api.pagination import CheckedPositionMixin, StrictPageSizeMixin
 from notebooks import selectors, services
 from notebooks.api.serializers import (
     NotebookSerializer,
@@ -24,14 +24,16 @@ from notebooks.models import Notebook, Source
 from notebooks.uploads import UploadRejected
 
 
-class NewestFirstPagination(StrictPageSizeMixin, CursorPagination):
+class NotebookPagination(CheckedPositionMixin, StrictPageSizeMixin, CursorPagination):
+    position_model = Notebook
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 100
     ordering = ("-updated_at", "-id")
 
 
-class SourcePagination(NewestFirstPagination):
+class SourcePagination(NotebookPagination):
+    position_model = Source
     ordering = ("-created_at", "-id")
 
 
@@ -39,7 +41,7 @@ class NotebookViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """The user's notebooks."""
 
     serializer_class = NotebookSerializer
-    pagination_class = NewestFirstPagination
+    pagination_class = NotebookPagination
     lookup_url_kwarg = "notebook_id"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 

@@ -1,11 +1,15 @@
-"""Bad query input is a 400 that names the parameter, never silently read as its default.
+"""Bad input is a 4xx that names what was wrong, never a 500 or silently read as a default.
 
 Found by the negative fuzzing in test_schemathesis.py: `page_size=true` gave the default page,
 `pinned=1e308` no filter at all, and `DELETE ...?permanent=garbage` closed the session (a typo of
 `true` would have kept data the user meant to delete; of `false`, deleted nothing, silently).
+Found by hand against `make run`: a lone surrogate in a JSON body, and a forged notebook cursor,
+were 500s.
 """
 
 from __future__ import annotations
+
+import base64
 
 import pytest
 
@@ -112,3 +116,71 @@ def test_a_date_filter_outside_the_calendar_or_not_a_date_is_a_400(owner_client,
 
     assert response.status_code == 400
     assert "last_activity_after" in response.json()
+
+
+def json_writes(session) -> list[tuple[str, str, str]]:
+    """Every API write that reads a JSON body: method, URL, and each field it takes."""
+    notebook = f"/api/v1/notebooks/{session.container_id}/"
+    chat = f"{notebook}chat/sessions/"
+    return [
+        ("post", "/api/v1/notebooks/", "name"),
+        ("post", "/api/v1/notebooks/", "description"),
+        ("patch", notebook, "name"),
+        ("post", f"{notebook}sources/", "title"),
+        ("post", f"{notebook}sources/", "content"),
+        ("post", chat, "title"),
+        ("post", chat, "llm_model_name"),
+        ("post", chat, "rag_document_ids"),
+        ("post", chat, "tags"),
+        ("patch", f"{chat}{session.id}/", "title"),
+        ("patch", f"{chat}{session.id}/", "tags"),
+        ("patch", f"{chat}{session.id}/", "status"),
+        ("post", f"{chat}{session.id}/messages/", "message"),
+        ("post", f"{chat}{session.id}/messages/", "client_message_id"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "spelled", ['"\\ud800"', '["\\udfff"]', '"a\\ud83d"'], ids=["text", "in-a-list", "half-a-pair"]
+)
+def test_a_lone_surrogate_in_a_json_field_is_a_400_naming_the_field(owner_client, session, spelled):
+    # JSON can spell half a UTF-16 pair and Python reads it, but no response can quote it back:
+    # a 400 that echoed it ("... is not a valid choice") failed to encode and became a 500.
+    for method, url, field in json_writes(session):
+        body = f'{{"{field}": {spelled}}}'.encode()
+
+        response = getattr(owner_client, method)(
+            url, body, content_type="application/json", HTTP_ACCEPT="application/json"
+        )
+
+        assert response.status_code == 400, (method, url, field, response.content[:200])
+        assert field in response.json(), (method, url, field)
+
+
+def test_a_lone_surrogate_in_a_field_name_is_a_400(owner_client, session):
+    for method, url, _ in json_writes(session):
+        response = getattr(owner_client, method)(
+            url, b'{"\\ud800": 1}', content_type="application/json", HTTP_ACCEPT="application/json"
+        )
+
+        assert response.status_code == 400, (method, url)
+        assert "lone surrogate" in response.json()["non_field_errors"][0]
+
+
+def test_a_whole_emoji_spelled_as_a_surrogate_pair_is_text(owner_client, session):
+    url = f"/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/"
+
+    response = owner_client.patch(url, b'{"title": "Leaves \\ud83c\\udf3f"}', content_type="application/json")
+
+    assert response.status_code == 200
+    assert response.json()["session"]["title"] == "Leaves \U0001f33f"
+
+
+@pytest.mark.parametrize("position", ["garbage", "2026-13-01 00:00:00+00:00", "2026-01-01 00:00:00"])
+def test_a_forged_cursor_is_an_invalid_cursor_on_every_list(owner_client, session, position):
+    forged = base64.b64encode(f"p={position}".encode()).decode()
+    for url in lists(session):
+        response = owner_client.get(url, {"cursor": forged})
+
+        assert response.status_code == 404, (url, response.content[:200])
+        assert response.json() == {"detail": "Invalid cursor"}, url
