@@ -39,6 +39,7 @@ from chat_sessions.models import (
 )
 from chat_sessions.rows import model_from_row
 from chat_sessions.selectors import running_generation_exists, session_for_user, streaming_messages
+from chat_sessions.text import text_unicode_only
 from chat_sessions.turn_sql import finish_sql, flush_sql, turn_sql, visible_condition
 
 logger = logging.getLogger(__name__)
@@ -370,12 +371,13 @@ def _turn_start_locked(
 
 
 def _storable(value: Any) -> Any:
-    """Text (or JSON) a model wrote, made storable: PostgreSQL refuses NUL in text and \\u0000 in jsonb.
+    """Text (or JSON) a model wrote, made storable: PostgreSQL refuses NUL in text and \\u0000 in jsonb,
+    and no database takes half of a UTF-16 surrogate pair (`chat_sessions.text`).
 
-    A NUL becomes U+FFFD, the replacement character, so what was there stays visible.
+    A NUL or a half becomes U+FFFD, the replacement character, so what was there stays visible.
     """
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return text_unicode_only(value).replace("\x00", "\ufffd")
     if isinstance(value, Mapping):
         return {_storable(key): _storable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from chat_sessions.conf import chat_settings
+from chat_sessions.text import text_unicode_only
 
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = weakref.WeakKeyDictionary()
 
@@ -132,13 +133,15 @@ def json_value(payload: bytes) -> Any:
     """A stream frame's JSON, read by orjson: about a third of the stdlib's CPU on a token's frame.
 
     What orjson refuses but Python's `json` reads (a lone surrogate escape, `NaN`) is read by
-    `json` as before, so a frame reads the same either way; anything else that is not JSON is a
-    `ValueError`, as before.
+    `json`, so a frame reads the same either way; anything else that is not JSON is a
+    `ValueError`. Half of a UTF-16 surrogate pair (`"\\ud83c"`: a model's emoji cut across two
+    frames) becomes U+FFFD, the replacement character: no UTF-8 can carry it, so the event, the
+    database and the browser could not either.
     """
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return _decode_json(payload.decode())
+        return text_unicode_only(_decode_json(payload.decode()))
 
 
 def _data_line(line: bytes) -> Any:

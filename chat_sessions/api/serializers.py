@@ -8,7 +8,6 @@ instead of a silent success.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -23,24 +22,9 @@ from chat_sessions.conf import chat_settings
 from chat_sessions.models import ChatSession, SessionChatMessage, SessionStatus, TagSource
 from chat_sessions.payloads import message_as_dict
 from chat_sessions.selectors import sessions_tags_load
+from chat_sessions.text import text_holds_surrogate
 
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 NOT_TEXT = "Not valid text: it holds a lone surrogate (\\u escape of half a UTF-16 pair)."
-
-
-def _holds_lone_surrogate(value: Any) -> bool:
-    """True if a string anywhere in a parsed JSON value holds a code point no UTF-8 can carry.
-
-    JSON may spell one (`"\\ud800"`) and Python's parser reads it, but no response can echo it
-    back: DRF's "not a valid choice" would fail to encode, a 500 instead of the client's 400.
-    """
-    if isinstance(value, str):
-        return not value.isascii() and _LONE_SURROGATE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_holds_lone_surrogate(key) or _holds_lone_surrogate(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_holds_lone_surrogate(item) for item in value)
-    return False
 
 
 class StrictInputMixin:
@@ -52,12 +36,12 @@ class StrictInputMixin:
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            if any(_holds_lone_surrogate(name) for name in data):
+            if any(text_holds_surrogate(name) for name in data):
                 raise serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [f"A field name: {NOT_TEXT}"]})
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["This field cannot be set."] for name in unknown})
-            unreadable = sorted(name for name, value in data.items() if _holds_lone_surrogate(value))
+            unreadable = sorted(name for name, value in data.items() if text_holds_surrogate(value))
             if unreadable:
                 raise serializers.ValidationError({name: [NOT_TEXT] for name in unreadable})
         return super().to_internal_value(data)

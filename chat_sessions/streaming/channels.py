@@ -19,6 +19,7 @@ from typing import Any
 
 from chat_sessions.conf import chat_settings
 from chat_sessions.streaming.direct import DirectSend, DirectWatcher, Send
+from chat_sessions.text import text_unicode_only
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,14 @@ class ChannelHub:
     def _append(self, message_id: int, data: str, terminal: bool) -> int:
         log = self._logs[message_id]
         seq = len(log.frames) + 1
-        log.append(sse_frame(seq, data))
+        try:
+            frame = sse_frame(seq, data)
+        except UnicodeEncodeError:
+            # Half a surrogate pair from an agent backend: sent (and mirrored) as U+FFFD, not a
+            # generation that dies mid-answer with its stream never ended.
+            data = text_unicode_only(data)
+            frame = sse_frame(seq, data)
+        log.append(frame)
         if self.redis is not None:
             self.redis.mirror(message_id, seq, data, terminal)
         return seq

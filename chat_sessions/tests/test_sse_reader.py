@@ -93,8 +93,15 @@ def test_frames_orjson_refuses_read_as_pythons_json_reads_them():
     # A lone surrogate escape and NaN: orjson refuses both, the standard library reads them.
     frames = _read([b'data: {"content":"a\\ud800b"}\n\ndata: {"score":NaN}\n\ndata: [DONE]\n\n'])
 
-    assert frames[0] == {"content": "a\ud800b"}
+    assert frames[0] == {"content": "a\ufffdb"}  # half a UTF-16 pair: no UTF-8 can carry it on
     assert math.isnan(frames[1]["score"])
+
+
+def test_a_whole_surrogate_pair_in_a_frame_orjson_refuses_is_its_character():
+    frames = _read([b'data: {"content":"\\ud83c\\udf3f \\udf3f","n":NaN,"list":["\\udc00"]}\n\ndata: [DONE]\n\n'])
+
+    assert frames[0]["content"] == "\U0001f33f \ufffd"
+    assert frames[0]["list"] == ["\ufffd"]
 
 
 def test_text_that_is_not_utf8_is_an_error():

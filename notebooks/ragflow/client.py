@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -32,7 +31,7 @@ import aiohttp
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
-from chat_sessions.agents.http import ReadWatch, http_session, stream_timeout
+from chat_sessions.agents.http import ReadWatch, http_session, json_value, stream_timeout
 from notebooks.ragflow.errors import (
     RagFlowAuthError,
     RagFlowError,
@@ -425,7 +424,7 @@ class RagFlowClient:
 
     def _envelope_data(self, status: int, body: bytes, *, what: str) -> Any:
         try:
-            envelope = json.loads(body) if body else None
+            envelope = json_value(body) if body else None
         except ValueError:
             envelope = None
         if not isinstance(envelope, dict):

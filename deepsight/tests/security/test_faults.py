@@ -17,6 +17,7 @@ import time
 import pytest
 from django.db import OperationalError
 
+from chat_sessions.agents.base import AgentBackend, ReasoningEvent, TokenEvent
 from chat_sessions.agents.registry import agent_backends_reset
 from chat_sessions.models import MessageStatus, SessionChatMessage
 from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory
@@ -136,6 +137,54 @@ def test_an_upstream_that_streams_nul_characters_still_has_its_answer_saved(
     assert saved.message == "Null\ufffd byte."
     assert saved.metadata["reasoning"] == "mull\ufffding"
     assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
+
+
+def test_an_upstream_that_streams_half_of_a_utf16_pair_still_has_its_answer_saved(
+    live_server_asgi, openai_agent, session, user_token
+):
+    # JSON can spell half a surrogate pair ("\\ud83c"), say a model's emoji cut across two frames.
+    # Python reads it, but no UTF-8 byte can carry it: not the stream, PostgreSQL, nor SQLite.
+    openai_agent.script(tokens=["<think>a \ud83c</think>", "Leaf ", "\ud83c", "\udf3f", " green."], delay=0.3)
+
+    events = list(send(live_server_asgi.url, session, user_token))
+
+    assert events[-1].type == "done", events[-1].data
+    assert [event.data["text"] for event in events if event.type == "token"] == ["Leaf ", "\ufffd", "\ufffd", " green."]
+    saved = answer(events)
+    assert saved.status == MessageStatus.COMPLETE
+    assert saved.message == "Leaf \ufffd\ufffd green."
+    assert saved.metadata["reasoning"] == "a \ufffd"
+    assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
+
+
+class HalfPairAgent(AgentBackend):
+    """A host project's backend passing on text as a Python library decoded it: halves and all."""
+
+    name = "half-pairs"
+
+    async def stream_reply(self, *, turn):
+        yield ReasoningEvent(text="a \ud83c")
+        for text in ("Leaf ", "\ud83c", "\udf3f", " green."):
+            await asyncio.sleep(0.05)
+            yield TokenEvent(text=text)
+
+
+def test_an_agent_backend_that_yields_half_of_a_utf16_pair_ends_its_stream_and_saves_the_answer(
+    live_server_asgi, settings, session, user_token
+):
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "AGENT_BACKEND": f"{__name__}.HalfPairAgent"}
+
+    events = list(send(live_server_asgi.url, session, user_token))
+
+    # Before, encoding the event raised inside the generation: no `done`, and a stream left open.
+    assert events[-1].type == "done", events[-1].data
+    assert [event.data["text"] for event in events if event.type == "token"] == ["Leaf ", "\ufffd", "\ufffd", " green."]
+    saved = answer(events)
+    assert saved.status == MessageStatus.COMPLETE
+    assert saved.message == "Leaf \U0001f33f green."  # the two halves, side by side in the text, are one leaf
+    assert saved.metadata["reasoning"] == "a \ufffd"
+    assert events[-1].data["message"]["message"] == saved.message
+    assert_next_message_works(live_server_asgi, session, user_token, None)
 
 
 # The browser going away
