@@ -28,6 +28,15 @@ class GenerationInProgress(ChatError):
     default_message = "An answer is still being generated in this session. Wait for it or stop it."
 
 
+class ClientMessageIdReused(ChatError):
+    status_code = 409
+    code = "client_message_id_reused"
+    default_message = (
+        "This client_message_id was already used for a different message in this session. "
+        "Send a new message with a new id."
+    )
+
+
 class GenerationLimitReached(ChatError):
     status_code = 429
     code = "too_many_generations"

@@ -23,7 +23,12 @@ from chat_sessions.agents.base import AgentError
 from chat_sessions.agents.http import http_session_close
 from chat_sessions.agents.registry import agent_backend
 from chat_sessions.conf import chat_settings
-from chat_sessions.exceptions import GenerationInProgress, GenerationLimitReached, SessionArchived
+from chat_sessions.exceptions import (
+    ClientMessageIdReused,
+    GenerationInProgress,
+    GenerationLimitReached,
+    SessionArchived,
+)
 from chat_sessions.models import (
     ChatSession,
     ChatSessionTag,
@@ -344,6 +349,10 @@ def _turn_start_locked(
             session=locked, client_message_id=client_message_id, sender=Sender.USER
         ).first()
         if first is not None:
+            if first.message != text:
+                # A retry repeats its message; another message under the same id would otherwise
+                # get the first one's answer back, and be lost without a word.
+                raise ClientMessageIdReused()
             answer = SessionChatMessage.objects.get(session=locked, message_order=first.message_order + 1)
             return TurnStarted(session=locked, user_message=first, assistant_message=answer, replayed=True)
     if locked.status == SessionStatus.ARCHIVED:

@@ -380,6 +380,19 @@ def test_a_retried_send_replays_the_same_turn(live_server_asgi, openai_agent, se
     assert len(openai_agent.requests) == 1
 
 
+def test_a_send_that_reuses_a_client_id_for_another_message_is_a_409(
+    live_server_asgi, openai_agent, session, user_token
+):
+    openai_agent.script(tokens=["a", "b"])
+    list(send(live_server_asgi, session, user_token, "Hi", client_message_id="turn-1"))
+
+    reused = send(live_server_asgi, session, user_token, "Something else", client_message_id="turn-1")
+
+    assert reused.status == 409
+    assert json.loads(reused.body())["code"] == "client_message_id_reused"
+    assert list(SessionChatMessage.objects.filter(session=session).values_list("message", flat=True)) == ["Hi", "ab"]
+
+
 def test_stop_keeps_the_partial_answer_and_ends_the_stream(either_asgi_server, openai_agent, session, user_token):
     openai_agent.script(tokens=[f"t{i} " for i in range(100)], delay=0.05)
     stream = iter(send(either_asgi_server, session, user_token))

@@ -7,7 +7,12 @@ import threading
 import pytest
 from django.db import connections
 
-from chat_sessions.exceptions import GenerationInProgress, GenerationLimitReached, SessionArchived
+from chat_sessions.exceptions import (
+    ClientMessageIdReused,
+    GenerationInProgress,
+    GenerationLimitReached,
+    SessionArchived,
+)
 from chat_sessions.models import MessageStatus, SessionChatMessage, SessionStatus
 from chat_sessions.services import message_finish, turn_start, turn_start_for_user
 from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory, UserFactory
@@ -55,6 +60,19 @@ def test_a_retry_with_the_same_client_id_returns_the_first_turn(session, user):
     assert again.replayed
     assert (again.user_message.pk, again.assistant_message.pk) == (first.user_message.pk, first.assistant_message.pk)
     assert orders(session) == [1, 2]
+
+
+def test_the_same_client_id_with_another_message_is_refused_and_stores_nothing(session, user):
+    first = turn_start(session=session, user=user, text="hello", client_message_id="abc-1")
+    message_finish(message_id=first.assistant_message.pk, text="hi", status=MessageStatus.COMPLETE, metadata={})
+
+    with pytest.raises(ClientMessageIdReused):
+        turn_start(session=session, user=user, text="a different question", client_message_id="abc-1")
+
+    assert orders(session) == [1, 2]
+    # The same id in another session is another turn.
+    other = ChatSessionFactory(container=session.container, created_by=user)
+    assert not turn_start(session=other, user=user, text="a different question", client_message_id="abc-1").replayed
 
 
 def test_an_archived_session_refuses_messages(session, user):
