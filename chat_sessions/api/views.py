@@ -256,7 +256,10 @@ class MessagesView(ChatAPIMixin, ListAPIView):
         responses={
             (200, "text/event-stream"): STREAM_EVENT,
             (201, "application/json"): TurnSerializer,
-            409: OpenApiResponse(description="A generation is already running, or the session is archived."),
+            409: OpenApiResponse(
+                description="A generation is already running, the session is archived, or the client_message_id "
+                "was already used for a different message."
+            ),
             429: OpenApiResponse(description="Too many generations at once for this user."),
         },
     )
