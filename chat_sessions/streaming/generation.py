@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: Running generations of this process, by assistant message id (a strong reference keeps them).
 _running: dict[int, asyncio.Task] = {}
+#: Answers of crashed generations being marked `interrupted` (a strong reference keeps the tasks).
+_cleanups: set[asyncio.Task] = set()
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,35 @@ def generation_start(spec: GenerationSpec) -> asyncio.Task:
     # request, while this task must outlive it.
     task = asyncio.get_running_loop().create_task(_generate(spec), context=contextvars.Context())
     _running[spec.message_id] = task
-    task.add_done_callback(lambda _: _running.pop(spec.message_id, None))
+    task.add_done_callback(functools.partial(_generation_ended, spec))
     return task
+
+
+def _generation_ended(spec: GenerationSpec, task: asyncio.Task) -> None:
+    _running.pop(spec.message_id, None)
+    if task.cancelled() or task.exception() is None:
+        return
+    # A bug past `_generate`'s own handling (it ends every stream it can): the stream must still
+    # end, or its tabs wait forever, and the answer must not stay `streaming`, blocking its session.
+    logger.error("Generation of message %s crashed", spec.message_id, exc_info=task.exception())
+    hub = channel_hub()
+    log = hub.local(spec.message_id)
+    if log is not None and not log.finished:
+        answer = {**spec.assistant_message, "status": MessageStatus.INTERRUPTED}
+        hub.finish(
+            spec.message_id,
+            {
+                "type": "error",
+                "message": "The answer ended unexpectedly.",
+                "code": "internal_error",
+                "assistant_message": answer,
+            },
+        )
+    from chat_sessions.services import message_interrupt
+
+    cleanup = asyncio.get_running_loop().create_task(db_call(message_interrupt, message_id=spec.message_id))
+    _cleanups.add(cleanup)
+    cleanup.add_done_callback(_cleanups.discard)
 
 
 def generation_cancel(message_id: int) -> bool:

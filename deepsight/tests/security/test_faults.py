@@ -187,6 +187,33 @@ def test_an_agent_backend_that_yields_half_of_a_utf16_pair_ends_its_stream_and_s
     assert_next_message_works(live_server_asgi, session, user_token, None)
 
 
+def test_a_generation_that_crashes_past_its_own_error_handling_still_ends_its_stream(
+    live_server_asgi, openai_agent, session, user_token, monkeypatch
+):
+    from chat_sessions.streaming import generation
+
+    async def broken_finish(*args, **kwargs):
+        raise RuntimeError("a bug in saving the answer")
+
+    monkeypatch.setattr(generation, "_finish", broken_finish)
+    openai_agent.script(tokens=TOKENS)
+
+    # Read in a thread: a stream that never ends sends pings forever, and would hang the test.
+    read: list[list] = []
+    reader = threading.Thread(target=lambda: read.append(list(send(live_server_asgi.url, session, user_token))))
+    reader.daemon = True
+    reader.start()
+    reader.join(timeout=20)
+
+    assert read, "the stream never ended"
+    events = read[0]
+    assert (events[-1].type, events[-1].data["code"]) == ("error", "internal_error")
+    # The answer does not stay `streaming` (that would refuse the session's next message).
+    assert wait_for(lambda: answer(events).status == MessageStatus.INTERRUPTED)
+    monkeypatch.undo()
+    assert_next_message_works(live_server_asgi, session, user_token, openai_agent)
+
+
 # The browser going away
 # ------------------------------------------------------------------------------
 
