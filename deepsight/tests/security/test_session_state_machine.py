@@ -25,7 +25,12 @@ from rest_framework.test import APIClient
 
 from chat_sessions import services
 from chat_sessions.conf import chat_settings
-from chat_sessions.exceptions import GenerationInProgress, GenerationLimitReached, SessionArchived
+from chat_sessions.exceptions import (
+    ClientMessageIdReused,
+    GenerationInProgress,
+    GenerationLimitReached,
+    SessionArchived,
+)
 from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage, SessionStatus, TitleSource
 from chat_sessions.tests.factories import NotebookFactory, UserFactory
 
@@ -49,7 +54,8 @@ class Model:
         self.running = False
         self.status = SessionStatus.ACTIVE
         self.user_title = title
-        self.sent_ids: set[str] = set()
+        #: The client message ids sent, and the text each was sent with.
+        self.sent_ids: dict[str, str] = {}
 
 
 class SessionLifecycle(RuleBasedStateMachine):
@@ -133,16 +139,22 @@ class SessionLifecycle(RuleBasedStateMachine):
     # A turn: the send, then what the generation does
     # --------------------------------------------------------------------------
 
-    @rule(model=sessions, text=USER_WORDS, retry=st.booleans())
-    def send(self, model, text, retry):
+    @rule(model=sessions, text=USER_WORDS, retry=st.booleans(), same_text=st.booleans())
+    def send(self, model, text, retry, same_text):
         if model.id not in self.models:
             return
         client_id = sorted(model.sent_ids)[0] if retry and model.sent_ids else f"c{len(model.sent_ids)}"
         replay = client_id in model.sent_ids
+        if replay and same_text:
+            text = model.sent_ids[client_id]
         try:
             started = services.turn_start(
                 session=self.session(model), user=self.user, text=text, client_message_id=client_id
             )
+        except ClientMessageIdReused:
+            assert replay
+            assert text != model.sent_ids[client_id]
+            return
         except SessionArchived:
             assert not replay
             assert model.status == SessionStatus.ARCHIVED
@@ -157,10 +169,11 @@ class SessionLifecycle(RuleBasedStateMachine):
             return
         assert started.replayed == replay
         if replay:
+            assert text == model.sent_ids[client_id]
             return
         assert model.status != SessionStatus.ARCHIVED
         assert not model.running
-        model.sent_ids.add(client_id)
+        model.sent_ids[client_id] = text
         model.messages += 2
         model.running = True
         model.status = SessionStatus.ACTIVE  # sending to a closed session reopens it
