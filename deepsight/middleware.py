@@ -5,8 +5,8 @@
   can refuse a body while it arrives: a declared `Content-Length` over the limit is refused before
   a byte is read, and a chunked body (no `Content-Length`) is counted and cut off at the limit.
 - `RequestBodyLimitMiddleware` is the same rule for WSGI and the test client (the declared
-  length; WSGI servers never hand Django more than that), and `bad_request` (the project's
-  `handler400`) turns Django's own `RequestDataTooBig` into the same 413 instead of a 400.
+  length; WSGI servers never hand Django more than that), and `error_views.bad_request` (the
+  project's `handler400`) turns Django's own `RequestDataTooBig` into the same 413 instead of a 400.
 - `SecurityHeadersMiddleware` adds the Content-Security-Policy and the headers Django's
   `SecurityMiddleware` does not set.
 
@@ -26,9 +26,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
-from django.views import defaults
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 TOO_LARGE_CODE = "request_too_large"
@@ -196,13 +194,6 @@ class RequestBodyLimitMiddleware(SyncOrAsyncMiddleware):
         if declared is not None and declared > limit:
             return request_too_large_response(limit)
         return None
-
-
-def bad_request(request: HttpRequest, exception: Exception, template_name: str = "400.html") -> HttpResponse:
-    """`handler400`: a body Django found too large is a 413 like every other; the rest stay 400s."""
-    if isinstance(exception, RequestDataTooBig):
-        return request_too_large_response()
-    return defaults.bad_request(request, exception, template_name=template_name)
 
 
 class SecurityHeadersMiddleware(SyncOrAsyncMiddleware):

@@ -31,5 +31,7 @@ urlpatterns = [
     path("", include("notebooks.urls")),
 ]
 
-# A body Django itself finds too large (form fields over DATA_UPLOAD_MAX_MEMORY_SIZE) is a 413.
-handler400 = "deepsight.middleware.bad_request"
+# JSON under /api/, as the API's own errors; a body Django itself finds too large is a 413.
+handler400 = "deepsight.error_views.bad_request"
+handler404 = "deepsight.error_views.page_not_found"
+handler500 = "deepsight.error_views.server_error"
