@@ -1,6 +1,6 @@
 """Admin for chat sessions: find a session by title or owner, read its messages, close or reopen it.
 
-Status changes go through the services, so the admin obeys the same rules as the API.
+Status changes and deletions go through the services, so the admin obeys the same rules as the API.
 """
 
 from __future__ import annotations
@@ -59,6 +59,25 @@ class ChatSessionAdmin(admin.ModelAdmin):
     inlines = (ChatSessionTagInline, SessionChatMessageInline)
     actions = ("close_sessions", "reopen_sessions")
     date_hierarchy = "last_activity"
+
+    # As from the API: a remote conversation is owed its deletion (`services.session_delete`).
+    def delete_model(self, request, obj: ChatSession) -> None:
+        services.session_delete(session=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for session in queryset:
+            services.session_delete(session=session)
+
+    def save_model(self, request, obj: ChatSession, form, change: bool) -> None:
+        """A status chosen on the form is applied by the services, as the actions and the API do
+        (closing sets `ended_at`, reopening clears it and starts the session again)."""
+        if not change or "status" not in form.changed_data:
+            super().save_model(request, obj, form, change)
+            return
+        status = obj.status
+        obj.status = form.initial["status"]
+        super().save_model(request, obj, form, change)
+        services.session_update(session=obj, status=status)
 
     @admin.action(description="Close the selected sessions (messages are kept)")
     def close_sessions(self, request, queryset) -> None:

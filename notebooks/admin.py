@@ -1,10 +1,14 @@
-"""Admin for notebooks, their sources and their RAGFlow counterparts."""
+"""Admin for notebooks, their sources and their RAGFlow counterparts.
+
+Deleting a notebook or a source goes through the services, as from the API and the pages.
+"""
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from chat_sessions.models import CleanupStatus
+from notebooks import services
 from notebooks.models import Notebook, RagFlowAgent, RagFlowDataset, RemoteCleanup, Source
 
 
@@ -24,6 +28,15 @@ class NotebookAdmin(admin.ModelAdmin):
     raw_id_fields = ("owner",)
     inlines = (SourceInline,)
 
+    # Deleting goes through the service, as from the API: RAGFlow is owed its agent and dataset,
+    # and the sources' uploaded files are removed.
+    def delete_model(self, request: HttpRequest, obj: Notebook) -> None:
+        services.notebook_delete(notebook=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Notebook]) -> None:
+        for notebook in queryset:
+            services.notebook_delete(notebook=notebook)
+
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
@@ -33,6 +46,14 @@ class SourceAdmin(admin.ModelAdmin):
     list_select_related = ("notebook",)
     raw_id_fields = ("notebook",)
     actions = ("ragflow_retry",)
+
+    # As from the API: RAGFlow is owed the document, and the uploaded file is removed.
+    def delete_model(self, request: HttpRequest, obj: Source) -> None:
+        services.source_delete(source=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        for source in queryset:
+            services.source_delete(source=source)
 
     @admin.action(description="Send the selected sources to RAGFlow again (upload or parse)")
     def ragflow_retry(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:

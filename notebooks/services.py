@@ -34,9 +34,27 @@ def notebook_update(*, notebook: Notebook, name: str | None = None, description:
 
 @transaction.atomic
 def notebook_delete(*, notebook: Notebook) -> None:
-    """Delete a notebook here at once; its RAGFlow agent, sessions and dataset are owed to RAGFlow."""
+    """Delete a notebook here at once; its RAGFlow agent, sessions and dataset are owed to RAGFlow.
+
+    Its sources' uploaded files go once the deletion commits: the cascade deletes their rows only.
+    """
     provisioning.notebook_remote_cleanup_record(notebook=notebook)
+    stored = [name for name in notebook.sources.values_list("file", flat=True) if name]
     notebook.delete()
+    _stored_files_delete(names=stored)
+
+
+def _stored_files_delete(*, names: list[str]) -> None:
+    """Delete uploaded files after the commit, so a deletion that rolls back keeps them."""
+    if not names:
+        return
+    storage = Source._meta.get_field("file").storage
+
+    def delete() -> None:
+        for name in names:
+            storage.delete(name)
+
+    transaction.on_commit(delete, robust=True)
 
 
 @transaction.atomic
@@ -81,8 +99,6 @@ def source_create_file(*, notebook: Notebook, upload: UploadedFile, title: str =
 def source_delete(*, source: Source) -> None:
     """Delete a source here at once; its RAGFlow document is owed to RAGFlow."""
     provisioning.source_remote_cleanup_record(source=source)
-    stored = source.file.name if source.file else None
-    storage = source.file.storage if source.file else None
+    stored = [source.file.name] if source.file else []
     source.delete()
-    if stored:
-        transaction.on_commit(lambda: storage.delete(stored), robust=True)
+    _stored_files_delete(names=stored)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 import pytest
 
 from chat_sessions.models import ChatSession, SessionStatus
@@ -83,6 +85,69 @@ def test_close_and_reopen_actions_use_the_services(staff_client):
     assert all(status == SessionStatus.CLOSED and ended for status, ended in closed)
     assert set(ChatSession.objects.filter(pk__in=ids).values_list("status", flat=True)) == {SessionStatus.ACTIVE}
     assert not ChatSession.objects.filter(pk__in=ids, ended_at__isnull=False).exists()
+
+
+class _FormFields(HTMLParser):
+    """The values a browser would submit from a page's form (inputs, selects, textareas)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        name = attrs.get("name")
+        if tag == "input" and name and attrs.get("type") not in ("submit", "button", "file"):
+            if attrs.get("type") == "checkbox":
+                if "checked" in attrs:
+                    self.fields[name] = "on"
+            else:
+                self.fields[name] = attrs.get("value") or ""
+        elif tag == "select" and name:
+            self._select = name
+        elif tag == "option" and self._select and "selected" in attrs:
+            self.fields[self._select] = attrs.get("value") or ""
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.fields[name] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data):
+        if self._textarea:
+            self.fields[self._textarea] += data.lstrip("\n")
+
+
+def change_form(client, url) -> dict[str, str]:
+    parser = _FormFields()
+    parser.feed(client.get(url).content.decode())
+    return parser.fields
+
+
+@pytest.mark.parametrize("status", [SessionStatus.CLOSED, SessionStatus.ARCHIVED])
+def test_a_status_changed_on_the_session_form_goes_through_the_services(staff_client, status):
+    session = ChatSessionFactory()
+    url = f"/admin/chat_sessions/chatsession/{session.pk}/change/"
+    form = change_form(staff_client, url)
+
+    response = staff_client.post(url, {**form, "status": status})
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    session.refresh_from_db()
+    assert session.status == status
+    assert session.ended_at is not None  # as closing or archiving from the API or the action sets it
+
+    form = change_form(staff_client, url)
+    staff_client.post(url, {**form, "status": SessionStatus.ACTIVE})
+
+    session.refresh_from_db()
+    assert (session.status, session.ended_at) == (SessionStatus.ACTIVE, None)
 
 
 def test_users_who_are_not_staff_cannot_open_the_admin(client, user):

@@ -18,7 +18,7 @@ from chat_sessions.models import (
     RemoteSessionCleanup,
     SessionChatMessage,
 )
-from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory
+from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -168,6 +168,28 @@ def test_deleting_a_session_for_good_deletes_its_remote_conversation(
     assert (cleanup.session_id, cleanup.container_id) == (session.pk, str(session.container_id))
     assert (cleanup.status, cleanup.attempts, cleanup.last_error) == (CleanupStatus.DONE, 1, "")
     assert cleanup.finished_at is not None
+
+
+@pytest.mark.parametrize("how", ["delete-page", "bulk-action"])
+def test_deleting_a_session_from_the_admin_deletes_its_remote_conversation(
+    remote, client, django_capture_on_commit_callbacks, how
+):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    session = remote_session()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        if how == "delete-page":
+            response = client.post(f"/admin/chat_sessions/chatsession/{session.pk}/delete/", {"post": "yes"})
+        else:
+            response = client.post(
+                "/admin/chat_sessions/chatsession/",
+                {"action": "delete_selected", "_selected_action": [str(session.pk)], "post": "yes"},
+            )
+
+    assert response.status_code == 302
+    assert not ChatSession.objects.filter(pk=session.pk).exists()
+    assert remote.deleted == [("agent-7", "conv-42")]
+    assert RemoteSessionCleanup.objects.get().status == CleanupStatus.DONE
 
 
 def test_closing_a_session_keeps_its_remote_conversation(

@@ -167,6 +167,28 @@ def test_owner_deletes_a_source(owner_client, user):
     assert not Source.objects.filter(pk=source.pk).exists()
 
 
+def test_deleting_a_source_or_its_notebook_removes_the_uploaded_files(
+    owner_client, user, django_capture_on_commit_callbacks
+):
+    notebook = NotebookFactory(owner=user)
+    url = f"/api/v1/notebooks/{notebook.id}/sources/"
+    uploads = [SimpleUploadedFile(f"{name}.md", b"# Notes", "text/markdown") for name in ("first", "second")]
+    uploaded = [owner_client.post(url, {"file": upload}, format="multipart") for upload in uploads]
+    first, second = (Source.objects.get(pk=response.json()["id"]) for response in uploaded)
+    storage, names = first.file.storage, [first.file.name, second.file.name]
+    assert all(storage.exists(name) for name in names)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        owner_client.delete(f"{url}{first.id}/")
+    assert [storage.exists(name) for name in names] == [False, True]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_client.delete(f"/api/v1/notebooks/{notebook.id}/")
+
+    assert response.status_code == 204
+    assert not storage.exists(names[1])  # the cascade deletes the row; the service, its file
+
+
 def test_notebook_list_query_count_does_not_grow_with_the_page(owner_client, user, django_assert_num_queries):
     NotebookFactory.create_batch(3, owner=user)
     with django_assert_num_queries(1) as few:

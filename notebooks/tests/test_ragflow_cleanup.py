@@ -229,3 +229,40 @@ def test_a_cleanup_whose_task_was_lost_is_done_by_the_next_sweep(source, ragflow
     assert resumed == 1
     assert record.status == CleanupStatus.DONE
     assert any(r.method == "DELETE" and document_id in str(r.json) for r in ragflow.requests)
+
+
+@pytest.fixture
+def staff_client(client):
+    from chat_sessions.tests.factories import UserFactory
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+def test_deleting_a_notebook_from_the_admin_deletes_it_in_ragflow_too(
+    notebook, source, ragflow, staff_client, django_capture_on_commit_callbacks
+):
+    dataset_id = RagFlowDataset.objects.get(notebook=notebook).remote_id
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(f"/admin/notebooks/notebook/{notebook.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Source.objects.exists()
+    assert dataset_id not in ragflow.datasets
+    cleanup = RemoteCleanup.objects.get()
+    assert (cleanup.kind, cleanup.status) == (CleanupKind.NOTEBOOK, CleanupStatus.DONE)
+
+
+def test_deleting_sources_with_the_admins_bulk_action_deletes_their_ragflow_documents(
+    source, ragflow, staff_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            "/admin/notebooks/source/", {"action": "delete_selected", "_selected_action": [source.pk], "post": "yes"}
+        )
+
+    assert response.status_code == 302
+    assert not Source.objects.exists()
+    assert source.remote_document_id not in ragflow.documents
+    assert RemoteCleanup.objects.get().kind == CleanupKind.DOCUMENT
