@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.http import QueryDict
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import ISO_8601, serializers
@@ -25,6 +26,9 @@ from chat_sessions.selectors import sessions_tags_load
 from chat_sessions.text import text_holds_surrogate
 
 NOT_TEXT = "Not valid text: it holds a lone surrogate (\\u escape of half a UTF-16 pair)."
+#: Fields an HTML form sends that are not the client's input: Django's CSRF token, which the
+#: browsable API's forms post along with the fields.
+FORM_ONLY_FIELDS = frozenset({"csrfmiddlewaretoken"})
 
 
 class StrictInputMixin:
@@ -38,7 +42,8 @@ class StrictInputMixin:
         if isinstance(data, dict):
             if any(text_holds_surrogate(name) for name in data):
                 raise serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [f"A field name: {NOT_TEXT}"]})
-            unknown = sorted(set(data) - set(self.fields))
+            form_only = FORM_ONLY_FIELDS if isinstance(data, QueryDict) else frozenset()
+            unknown = sorted(set(data) - set(self.fields) - form_only)
             if unknown:
                 raise serializers.ValidationError({name: ["This field cannot be set."] for name in unknown})
             unreadable = sorted(name for name, value in data.items() if text_holds_surrogate(value))

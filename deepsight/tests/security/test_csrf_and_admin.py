@@ -72,6 +72,48 @@ def test_a_cookie_authenticated_write_with_the_csrf_token_is_accepted(user):
     assert response.status_code == 201
 
 
+@pytest.mark.django_db(transaction=True)  # the answer is generated and saved by another thread
+def test_the_browsable_apis_html_forms_post_with_their_csrf_field_and_are_accepted(user):
+    # Those forms send the token as a `csrfmiddlewaretoken` field beside the fields: the
+    # strict serializers refused it as a field the client may not set, so no form could post.
+    notebook = NotebookFactory(owner=user)
+    session = ChatSessionFactory(container=notebook, created_by=user)
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    token = browser.get("/api/v1/notebooks/", HTTP_ACCEPT="text/html").cookies["csrftoken"].value
+    chat = f"/api/v1/notebooks/{notebook.id}/chat/sessions/"
+    forms = [
+        ("/api/v1/notebooks/", {"name": "From the form"}, 201),
+        (f"/api/v1/notebooks/{notebook.id}/sources/", {"title": "Notes", "content": "Leaves are green."}, 201),
+        (chat, {"title": "A tab from the form"}, 201),
+        (f"{chat}{session.id}/messages/", {"message": "Hello from the form"}, 201),
+    ]
+
+    for url, fields, status in forms:
+        response = browser.post(url, {**fields, "csrfmiddlewaretoken": token}, HTTP_ACCEPT="application/json")
+
+        assert response.status_code == status, (url, response.content[:300])
+
+    # Other methods carry the token in a header too (Django reads the field of a POST only); the
+    # form's fields, the hidden token among them, still come as the body.
+    renamed = browser.generic(
+        "PATCH",
+        f"{chat}{session.id}/",
+        f"title=Renamed&csrfmiddlewaretoken={token}",
+        content_type="application/x-www-form-urlencoded",
+        HTTP_ACCEPT="application/json",
+        HTTP_X_CSRFTOKEN=token,
+    )
+    assert renamed.status_code == 200, renamed.content[:300]
+    assert renamed.json()["session"]["title"] == "Renamed"
+    # Sent as JSON, the same name is still a field no client may set.
+    refused = browser.post(
+        chat, {"csrfmiddlewaretoken": token}, content_type="application/json", HTTP_X_CSRFTOKEN=token
+    )
+    assert refused.status_code == 400
+    assert refused.json() == {"csrfmiddlewaretoken": ["This field cannot be set."]}
+
+
 def test_staff_see_every_users_notebooks_and_sessions_in_the_admin_by_design(client, user, other_user, staff_user):
     mine = ChatSessionFactory(container=NotebookFactory(owner=user, name="Alpha notebook"), title="Alpha chat")
     theirs = ChatSessionFactory(container=NotebookFactory(owner=other_user, name="Beta notebook"), title="Beta chat")
