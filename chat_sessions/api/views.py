@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from chat_sessions import selectors, services
 from chat_sessions.api.filters import ChatSessionFilter, SessionFilterBackend
+from chat_sessions.api.forms import WriteFormsMixin
 from chat_sessions.api.pagination import MessageCursorPagination, SessionCursorPagination
 from chat_sessions.api.renderers import EventStreamRenderer
 from chat_sessions.api.serializers import (
@@ -104,12 +105,14 @@ class ChatAPIMixin:
 
 class ChatSessionViewSet(
     ChatAPIMixin,
+    WriteFormsMixin,
     mixins.ListModelMixin,
     viewsets.GenericViewSet,
 ):
     """The sessions (tabs) of one notebook: list, open, read, edit, close or delete."""
 
     serializer_class = ChatSessionSerializer
+    write_serializer_classes = {"POST": ChatSessionCreateSerializer, "PATCH": ChatSessionUpdateSerializer}
     pagination_class = SessionCursorPagination
     filterset_class = ChatSessionFilter
     filter_backends = [SessionFilterBackend]
@@ -221,7 +224,7 @@ class ChatSessionViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MessagesView(ChatAPIMixin, ListAPIView):
+class MessagesView(ChatAPIMixin, WriteFormsMixin, ListAPIView):
     """A session's messages in order (GET, cursor-paginated), and sending one (POST).
 
     POST is served by `chat_sessions.api.streams.messages_endpoint`, an async view that runs this
@@ -229,6 +232,7 @@ class MessagesView(ChatAPIMixin, ListAPIView):
     """
 
     serializer_class = MessageSerializer
+    write_serializer_classes = {"POST": MessageSendSerializer}
     pagination_class = MessageCursorPagination
     filter_backends: list = []
 

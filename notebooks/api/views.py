@@ -12,6 +12,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from chat_sessions.api.forms import WriteFormsMixin
 from chat_sessions.api.pagination import CheckedPositionMixin, StrictPageSizeMixin
 from notebooks import selectors, services
 from notebooks.api.serializers import (
@@ -37,10 +38,11 @@ class SourcePagination(NotebookPagination):
     ordering = ("-created_at", "-id")
 
 
-class NotebookViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class NotebookViewSet(WriteFormsMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """The user's notebooks."""
 
     serializer_class = NotebookSerializer
+    write_serializer_classes = {"POST": NotebookWriteSerializer, "PATCH": NotebookWriteSerializer}
     pagination_class = NotebookPagination
     lookup_url_kwarg = "notebook_id"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -77,10 +79,11 @@ class NotebookViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class SourceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class SourceViewSet(WriteFormsMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """A notebook's sources: paste text (JSON) or upload a file (multipart)."""
 
     serializer_class = SourceSerializer
+    write_serializer_classes = {"POST": SourceCreateSerializer}
     pagination_class = SourcePagination
     parser_classes = (JSONParser, MultiPartParser, FormParser)
     lookup_url_kwarg = "source_id"
