@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -72,6 +73,23 @@ def test_a_session_page_shows_its_messages_in_order_read_only(staff_client):
     assert page.index("first") < page.index("second")
     assert "second &lt;b&gt;bold&lt;/b&gt;" in page
     assert 'name="messages-0-message"' not in page  # shown, not editable
+
+
+def test_a_long_session_page_shows_its_newest_messages_and_links_to_all(staff_client, django_assert_max_num_queries):
+    session = ChatSessionFactory(message_count=120)
+    for order in range(1, 121):
+        MessageFactory(session=session, message_order=order, message=f"message number {order}.")
+
+    with django_assert_max_num_queries(12):
+        page = staff_client.get(f"/admin/chat_sessions/chatsession/{session.pk}/change/").content.decode()
+
+    shown = [int(n) for n in re.findall(r"message number (\d+)\.", page)]
+    assert shown == list(range(71, 121))  # the newest 50, oldest first
+    everything = f"/admin/chat_sessions/sessionchatmessage/?session__id__exact={session.pk}"
+    assert f'href="{everything}">All 120 messages</a>' in page
+    listed = staff_client.get(everything)
+    assert listed.status_code == 200
+    assert "120 session chat messages" in listed.content.decode()
 
 
 def test_close_and_reopen_actions_use_the_services(staff_client):
