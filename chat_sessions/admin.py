@@ -62,7 +62,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
         Not an inline: an inline renders every message, and a session of 5,000 made its page
         take 9 s and 10 MB.
         """
-        if session.pk is None:
+        if session._state.adding:  # the add page: a new session's id is set before it is saved
             return "-"
         recent = list(session.messages.order_by("-message_order")[:RECENT_MESSAGES_SHOWN])[::-1]
         if not recent:

@@ -92,6 +92,14 @@ def test_a_long_session_page_shows_its_newest_messages_and_links_to_all(staff_cl
     assert "120 session chat messages" in listed.content.decode()
 
 
+def test_a_new_sessions_page_opens_without_reading_messages(staff_client, django_assert_max_num_queries):
+    with django_assert_max_num_queries(8) as queries:
+        response = staff_client.get("/admin/chat_sessions/chatsession/add/")
+
+    assert response.status_code == 200
+    assert not [query for query in queries.captured_queries if "chat_sessions_sessionchatmessage" in query["sql"]]
+
+
 def test_close_and_reopen_actions_use_the_services(staff_client):
     first, second = ChatSessionFactory(), ChatSessionFactory()
     ids = [str(first.pk), str(second.pk)]
