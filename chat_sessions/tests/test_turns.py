@@ -295,6 +295,33 @@ def test_concurrent_retries_of_one_turn_store_it_once(user):
     assert sum(not r.replayed for r in results) == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_sends_under_one_client_id_store_one_message_and_refuse_the_other_text(user):
+    session = ChatSessionFactory(container=NotebookFactory(owner=user), created_by=user)
+    texts = ["kept or refused", "other text"] * 3
+    results: list[tuple[str, object]] = []
+
+    def send(index: int) -> None:
+        try:
+            results.append(
+                (texts[index], turn_start(session=session, user=user, text=texts[index], client_message_id="dup"))
+            )
+        except ClientMessageIdReused as exc:
+            results.append((texts[index], exc))
+
+    errors = _concurrently(len(texts), send)
+
+    assert errors == []
+    assert orders(session) == [1, 2]
+    stored = SessionChatMessage.objects.get(session=session, message_order=1).message
+    for text, outcome in results:
+        if text == stored:
+            assert not isinstance(outcome, ClientMessageIdReused), text
+        else:
+            assert isinstance(outcome, ClientMessageIdReused), text
+    assert sum(not isinstance(outcome, Exception) and not outcome.replayed for _, outcome in results) == 1
+
+
 def test_a_session_whose_first_answer_failed_is_named_by_its_first_complete_one(
     session, user, django_capture_on_commit_callbacks
 ):
