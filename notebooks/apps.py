@@ -1,4 +1,4 @@
-"""App config for notebooks: registers the system checks."""
+"""App config for notebooks: registers the system checks and the signal receivers."""
 
 from django.apps import AppConfig
 
@@ -9,4 +9,4 @@ class NotebooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from notebooks import checks  # noqa: F401  (registers the checks)
+        from notebooks import checks, receivers  # noqa: F401  (registers the checks and receivers)

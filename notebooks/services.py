@@ -44,6 +44,19 @@ def notebook_delete(*, notebook: Notebook) -> None:
     _stored_files_delete(names=stored)
 
 
+@transaction.atomic
+def owner_notebooks_delete(*, owner) -> int:
+    """Delete every notebook of a user, each as `notebook_delete` does; the number deleted.
+
+    For a user about to be deleted: their cascade would delete the rows only, owing RAGFlow nothing
+    and leaving the uploaded files.
+    """
+    notebooks = list(Notebook.objects.filter(owner=owner))
+    for notebook in notebooks:
+        notebook_delete(notebook=notebook)
+    return len(notebooks)
+
+
 def _stored_files_delete(*, names: list[str]) -> None:
     """Delete uploaded files after the commit, so a deletion that rolls back keeps them."""
     if not names:

@@ -266,3 +266,72 @@ def test_deleting_sources_with_the_admins_bulk_action_deletes_their_ragflow_docu
     assert not Source.objects.exists()
     assert source.remote_document_id not in ragflow.documents
     assert RemoteCleanup.objects.get().kind == CleanupKind.DOCUMENT
+
+
+@pytest.fixture
+def uploaded(notebook, django_capture_on_commit_callbacks):
+    """A file source of the notebook, uploaded to RAGFlow, with its file in storage."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    with django_capture_on_commit_callbacks(execute=True):
+        created = services.source_create_file(
+            notebook=notebook, upload=SimpleUploadedFile("notes.md", NOTES.encode(), "text/markdown")
+        )
+    created.refresh_from_db()
+    assert created.remote_document_id
+    assert created.file.storage.exists(created.file.name)
+    return created
+
+
+def _deleted_everywhere(ragflow, notebook_id, file):
+    """The user's notebook is gone here and in RAGFlow, and its uploaded file from storage."""
+    assert (ragflow.datasets, ragflow.agents, ragflow.documents) == ({}, {}, {})
+    cleanup = RemoteCleanup.objects.get()
+    assert (cleanup.kind, cleanup.status, cleanup.notebook_id) == (
+        CleanupKind.NOTEBOOK,
+        CleanupStatus.DONE,
+        notebook_id,
+    )
+    assert not file.storage.exists(file.name)
+    assert (Source.objects.count(), ChatSession.objects.count()) == (0, 0)
+
+
+def test_deleting_a_user_from_the_admin_deletes_their_notebooks_in_ragflow_and_their_files(
+    notebook, uploaded, ragflow, user, staff_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        chat_services.session_create(container=notebook, user=user)
+        response = staff_client.post(f"/admin/auth/user/{user.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not type(user).objects.filter(pk=user.pk).exists()
+    _deleted_everywhere(ragflow, notebook.pk, uploaded.file)
+
+
+def test_deleting_users_in_bulk_or_in_a_shell_deletes_their_notebooks_in_ragflow_too(
+    notebook, uploaded, ragflow, user, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted, _ = type(user).objects.filter(pk=user.pk).delete()
+
+    assert deleted
+    _deleted_everywhere(ragflow, notebook.pk, uploaded.file)
+
+
+def test_a_user_deletion_that_rolls_back_keeps_their_files_and_owes_ragflow_nothing(
+    notebook, uploaded, ragflow, user, django_capture_on_commit_callbacks
+):
+    from django.db import transaction
+
+    def delete_then_fail():
+        with transaction.atomic():
+            user.delete()
+            raise RuntimeError("the request failed after the deletion")
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        delete_then_fail()
+
+    assert Source.objects.get() == uploaded
+    assert uploaded.file.storage.exists(uploaded.file.name)
+    assert not RemoteCleanup.objects.exists()
+    assert uploaded.remote_document_id in ragflow.documents
