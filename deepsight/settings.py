@@ -227,6 +227,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
+    # pypdf logs a warning for each flaw it reads past: a damaged upload would write dozens.
+    "loggers": {"pypdf": {"level": "ERROR"}},
 }
 
 # DJANGO REST FRAMEWORK

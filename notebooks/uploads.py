@@ -6,13 +6,19 @@ or a name full of control characters cannot become a path.
 
 from __future__ import annotations
 
+import codecs
 import io
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePath
 
 from django.core.files.uploadedfile import UploadedFile
+
+from chat_sessions.text import text_unicode_only
+
+logger = logging.getLogger(__name__)
 
 MAX_SOURCE_BYTES = 10 * 1024 * 1024
 TEXT_TYPES = {
@@ -69,6 +75,8 @@ def upload_check(upload: UploadedFile, *, max_bytes: int = MAX_SOURCE_BYTES) -> 
         if not data.startswith(b"%PDF-"):
             raise UploadRejected("The file is not a PDF.")
         return CheckedUpload(title, extension, PDF[extension], _pdf_text(data), len(data))
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Windows' "Unicode" text
+        raise UploadRejected("The file is UTF-16 text; save it as UTF-8 and upload it again.")
     if b"\x00" in data:  # the whole file: a NUL anywhere cannot be stored (PostgreSQL text)
         raise UploadRejected("The file is not text.")
     try:
@@ -79,12 +87,21 @@ def upload_check(upload: UploadedFile, *, max_bytes: int = MAX_SOURCE_BYTES) -> 
 
 
 def _pdf_text(data: bytes) -> str:
+    """The text of a PDF's pages. One encrypted with an empty password (protected against copying
+    only, as many are) is read; one that needs a password is refused, saying so."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import FileNotDecryptedError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         text = "\n\n".join((page.extract_text() or "") for page in reader.pages)
-    except (PdfReadError, ValueError, KeyError) as exc:
+    except FileNotDecryptedError as exc:
+        raise UploadRejected("The PDF is protected by a password; upload a copy without one.") from exc
+    except Exception as exc:
+        # A damaged or hostile file makes pypdf raise far more than its own errors (TypeError,
+        # NotImplementedError for an unknown encryption, recursion limits...): each is a bad file.
+        logger.info("PDF upload not read: %r", exc)
         raise UploadRejected("The PDF could not be read.") from exc
-    return text.replace("\x00", "")  # some fonts extract as NUL, which PostgreSQL cannot store
+    # Some fonts extract as NUL, which PostgreSQL cannot store, and a broken ToUnicode map can
+    # spell half a surrogate pair, which no UTF-8 can carry.
+    return text_unicode_only(text.replace("\x00", ""))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from chat_sessions.tests.factories import NotebookFactory, SourceFactory
+from deepsight.testing.pdf import pdf_with_text
 from notebooks.models import Notebook, Source
 
 pytestmark = pytest.mark.django_db
@@ -104,25 +107,74 @@ def test_uploaded_text_file_is_stored_under_a_generated_name(owner_client, user)
     assert "Mitochondria" in source.content
 
 
+def _damaged_xref(pdf: bytes) -> bytes:
+    """The PDF with its cross-reference table's second object entry cut short."""
+    return re.sub(rb"(xref\n0 \d+\n(?:.*?\n){2}).*?\n", rb"\g<1>0000 \n", pdf)
+
+
+#: (file name, its bytes (built when the test runs), what the 400 says)
+UNACCEPTABLE_UPLOADS = [
+    ("virus.exe", lambda: b"MZ\x90\x00", "not accepted"),
+    ("empty.txt", lambda: b"", "empty"),
+    ("binary.txt", lambda: b"\x00\x01\x02", "not text"),
+    ("fake.pdf", lambda: b"hello", "not a PDF"),
+    ("notepad.txt", lambda: "Unicode from Notepad".encode("utf-16"), "UTF-16 text; save it as UTF-8"),
+    ("latin1.txt", lambda: "Café".encode("latin-1"), "not UTF-8 text"),
+    ("locked.pdf", lambda: pdf_with_text("Secret", password="open sesame"), "protected by a password"),
+    # Damaged files on which pypdf raises errors of Python's own, not its PdfReadError:
+    ("handler.pdf", lambda: pdf_with_text("x", password="").replace(b"/Standard", b"/Custom"), "could not be read"),
+    ("xref.pdf", lambda: _damaged_xref(pdf_with_text("x")), "could not be read"),
+]
+
+
 @pytest.mark.parametrize(
-    ("name", "data", "reason"),
-    [
-        ("virus.exe", b"MZ\x90\x00", "not accepted"),
-        ("empty.txt", b"", "empty"),
-        ("binary.txt", b"\x00\x01\x02", "not text"),
-        ("fake.pdf", b"hello", "not a PDF"),
-    ],
+    ("name", "data", "reason"), UNACCEPTABLE_UPLOADS, ids=[name for name, *_ in UNACCEPTABLE_UPLOADS]
 )
 def test_unacceptable_uploads_get_a_clear_400(owner_client, user, name, data, reason):
     notebook = NotebookFactory(owner=user)
 
     response = owner_client.post(
-        f"/api/v1/notebooks/{notebook.id}/sources/", {"file": SimpleUploadedFile(name, data)}, format="multipart"
+        f"/api/v1/notebooks/{notebook.id}/sources/", {"file": SimpleUploadedFile(name, data())}, format="multipart"
     )
 
     assert response.status_code == 400
     assert reason in str(response.json())
     assert not Source.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "encryption",
+    [
+        pytest.param({}, id="plain"),
+        # "Protected" PDFs that open without a password: their text is readable, so it is read.
+        pytest.param({"password": ""}, id="aes-256"),
+        pytest.param({"password": "", "algorithm": "AES-128"}, id="aes-128"),
+        pytest.param({"password": "", "algorithm": "RC4-128"}, id="rc4"),
+    ],
+)
+def test_a_pdfs_text_is_read_when_it_opens_without_a_password(owner_client, user, encryption):
+    notebook = NotebookFactory(owner=user)
+    pdf = pdf_with_text("Chlorophyll absorbs red light", **encryption)
+    upload = SimpleUploadedFile("paper.pdf", pdf, content_type="application/pdf")
+
+    response = owner_client.post(f"/api/v1/notebooks/{notebook.id}/sources/", {"file": upload}, format="multipart")
+
+    assert response.status_code == 201, response.json()
+    assert Source.objects.get(pk=response.json()["id"]).content == "Chlorophyll absorbs red light"
+
+
+def test_a_pdf_whose_text_spells_half_a_utf16_pair_is_stored_with_a_replacement_character(owner_client, user):
+    notebook = NotebookFactory(owner=user)
+    pdf = pdf_with_text("Anemone", to_unicode={"A": "D83C"})  # a broken ToUnicode map
+
+    response = owner_client.post(
+        f"/api/v1/notebooks/{notebook.id}/sources/",
+        {"file": SimpleUploadedFile("flowers.pdf", pdf, content_type="application/pdf")},
+        format="multipart",
+    )
+
+    assert response.status_code == 201, response.json()
+    assert Source.objects.get(pk=response.json()["id"]).content == "\ufffdnemone"
 
 
 def test_oversized_upload_is_refused(owner_client, user, monkeypatch):
@@ -199,3 +251,33 @@ def test_notebook_list_query_count_does_not_grow_with_the_page(owner_client, use
         response = owner_client.get("/api/v1/notebooks/")
 
     assert len(response.json()["results"]) == 33
+
+
+def test_damaged_pdfs_are_refused_with_a_reason_never_an_error():
+    """Random damage to a valid PDF, as a broken download or a hostile client makes it: every file is
+    either read or refused with `UploadRejected` (a 400), whatever pypdf raises inside."""
+    import random
+
+    from notebooks.uploads import UploadRejected, upload_check
+
+    rng = random.Random(1)  # the same files every run
+    originals = [pdf_with_text("Chlorophyll absorbs red light"), pdf_with_text("Chlorophyll", password="")]
+    outcomes = {"read": 0, "refused": 0}
+    for _ in range(400):
+        data = bytearray(rng.choice(originals))
+        for _ in range(rng.randint(1, 8)):
+            at = rng.randrange(len(data))
+            if rng.random() < 0.5:
+                data[at] = rng.randrange(256)
+            elif rng.random() < 0.5:
+                del data[at : at + rng.randint(1, 50)]
+            else:
+                data[at:at] = rng.randbytes(rng.randint(1, 20))
+        try:
+            upload_check(SimpleUploadedFile("damaged.pdf", bytes(data)))
+            outcomes["read"] += 1
+        except UploadRejected:
+            outcomes["refused"] += 1
+
+    assert outcomes["read"] > 0
+    assert outcomes["refused"] > 0
