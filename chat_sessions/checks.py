@@ -43,11 +43,11 @@ def check_chat_sessions_settings(app_configs=None, **kwargs):
             )
         )
     stale = getattr(chat_settings, "STALE_STREAM_AFTER", None)
-    if isinstance(stale, timedelta) and stale.total_seconds() <= chat_settings.MAX_GENERATION_SECONDS:
+    if isinstance(stale, timedelta) and stale.total_seconds() < 3 * chat_settings.HEARTBEAT_INTERVAL:
         errors.append(
             Warning(
-                "CHAT_SESSIONS['STALE_STREAM_AFTER'] should be longer than MAX_GENERATION_SECONDS, or the "
-                "housekeeping job may mark a live answer interrupted before it ends itself.",
+                "CHAT_SESSIONS['STALE_STREAM_AFTER'] should be at least three HEARTBEAT_INTERVALs, or a "
+                "live answer whose heartbeat is late may be marked interrupted.",
                 id="chat_sessions.W003",
             )
         )

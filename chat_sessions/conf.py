@@ -38,9 +38,11 @@ DEFAULTS: dict[str, Any] = {
     # Active sessions idle longer than this are closed by the housekeeping task.
     "IDLE_TIMEOUT": timedelta(hours=24),
     "AUTO_CLOSE_EXEMPTS_PINNED": True,
-    # An assistant message still `streaming` with no write for this long belongs to a dead process.
-    # Longer than MAX_GENERATION_SECONDS, so a live generation always ends itself first.
-    "STALE_STREAM_AFTER": timedelta(minutes=15),
+    # An assistant message still `streaming` with no write for this long belongs to a dead process
+    # (a restart mid-answer): it is marked `interrupted`. Several HEARTBEAT_INTERVALs.
+    "STALE_STREAM_AFTER": timedelta(minutes=1),
+    # Each process marks its live answers as written this often (seconds), even while the agent is silent.
+    "HEARTBEAT_INTERVAL": 10.0,
     # A generation that runs longer than this is stopped and saved as `error`.
     "MAX_GENERATION_SECONDS": 600,
     # The growing answer is written to the database at least this often (seconds).

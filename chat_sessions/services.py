@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from chat_sessions.agents.http import http_session_close
 from chat_sessions.agents.registry import agent_backend
 from chat_sessions.conf import chat_settings
 from chat_sessions.exceptions import (
+    ChatError,
     ClientMessageIdReused,
     GenerationInProgress,
     GenerationLimitReached,
@@ -309,6 +310,16 @@ def _turn_start_in_one_statement(
     return TurnStarted(session=locked, user_message=question, assistant_message=answer)
 
 
+def _generation_refusal(*, session: ChatSession, user: Any) -> ChatError | None:
+    """Why a new answer cannot start now: one streaming in the session, or the user's limit reached."""
+    if streaming_messages().filter(session=session).exists():
+        return GenerationInProgress()
+    limit = chat_settings.MAX_CONCURRENT_GENERATIONS_PER_USER
+    if limit and streaming_messages().filter(session__created_by=user).count() >= limit:
+        return GenerationLimitReached()
+    return None
+
+
 def _turn_messages(
     *, session_id: Any, text: str, client_message_id: str | None, now: datetime
 ) -> tuple[SessionChatMessage, SessionChatMessage]:
@@ -357,11 +368,13 @@ def _turn_start_locked(
             return TurnStarted(session=locked, user_message=first, assistant_message=answer, replayed=True)
     if locked.status == SessionStatus.ARCHIVED:
         raise SessionArchived()
-    if streaming_messages().filter(session=locked).exists():
-        raise GenerationInProgress()
-    limit = chat_settings.MAX_CONCURRENT_GENERATIONS_PER_USER
-    if limit and streaming_messages().filter(session__created_by=user).count() >= limit:
-        raise GenerationLimitReached()
+    refusal = _generation_refusal(session=locked, user=user)
+    # Answers a dead process left `streaming` (a restart mid-answer) hold neither the session
+    # nor the user's limit: they are marked `interrupted` here rather than by the next sweep.
+    if refusal is not None and messages_interrupt_stale(user=user):
+        refusal = _generation_refusal(session=locked, user=user)
+    if refusal is not None:
+        raise refusal
 
     now = timezone.now()
     order = locked.message_count
@@ -503,18 +516,36 @@ def sessions_close_idle(*, now: datetime | None = None) -> int:
     return closed
 
 
-def messages_interrupt_stale(*, now: datetime | None = None) -> int:
-    """Mark answers left `streaming` by a dead process as `interrupted`, keeping their text.
+def messages_interrupt_stale(*, now: datetime | None = None, user: Any = None, message_id: int | None = None) -> int:
+    """Mark answers left `streaming` by a dead process as `interrupted`, keeping their text; the number.
 
-    Live generations write at least every `FLUSH_INTERVAL` while tokens arrive and end within
-    `MAX_GENERATION_SECONDS`, so an answer unwritten for `STALE_STREAM_AFTER` has no writer left.
+    All of them (the housekeeping sweep), or only `user`'s, or only `message_id`. A live generation's
+    answer is written at least every `HEARTBEAT_INTERVAL`, its agent silent or not
+    (`streaming.heartbeat`), so one unwritten for `STALE_STREAM_AFTER` has no writer left.
     """
     now = now or timezone.now()
     stale = streaming_messages().filter(updated_at__lt=now - chat_settings.STALE_STREAM_AFTER)
+    if user is not None:
+        stale = stale.filter(session__created_by=user)
+    if message_id is not None:
+        stale = stale.filter(pk=message_id)
     count = stale.update(status=MessageStatus.INTERRUPTED, updated_at=now)
     if count:
         logger.warning("Marked %d stale streaming answers as interrupted", count)
     return count
+
+
+def messages_touch(*, message_ids: Collection[int]) -> int:
+    """Mark live answers as written now, their agents silent or not (`streaming.heartbeat`).
+
+    Answers a flush wrote within the last heartbeat are left alone: rows streaming tokens are not
+    written twice.
+    """
+    ids, now, touched = list(message_ids), timezone.now(), 0
+    silent = streaming_messages().filter(updated_at__lt=now - timedelta(seconds=chat_settings.HEARTBEAT_INTERVAL))
+    for start in range(0, len(ids), FLUSH_ROWS_PER_STATEMENT):
+        touched += silent.filter(pk__in=ids[start : start + FLUSH_ROWS_PER_STATEMENT]).update(updated_at=now)
+    return touched
 
 
 def message_interrupt(*, message_id: int) -> bool:

@@ -235,13 +235,23 @@ async def _follow_local(log: StreamLog, after: int, direct: DirectSend | None = 
 
 async def _saved_final_event(message_id: int) -> str | None:
     """The last event (JSON) of an answer no longer being generated, from the database; None while it is."""
+    from django.utils import timezone
+
     from chat_sessions.models import MessageStatus, SessionChatMessage
     from chat_sessions.payloads import message_as_dict
     from chat_sessions.streaming.persistence import db_call
 
     def load() -> dict[str, Any] | None:
+        from chat_sessions.services import messages_interrupt_stale
+
         message = SessionChatMessage.objects.filter(pk=message_id).first()
-        return None if message is None else message_as_dict(message)
+        if message is None:
+            return None
+        stale = message.updated_at < timezone.now() - chat_settings.STALE_STREAM_AFTER
+        # No process writes it any more (`streaming.heartbeat`): it ends here, as `interrupted`.
+        if message.status == MessageStatus.STREAMING and stale and messages_interrupt_stale(message_id=message_id):
+            message.refresh_from_db()
+        return message_as_dict(message)
 
     message = await db_call(load)
     if message is None:
@@ -252,17 +262,16 @@ async def _saved_final_event(message_id: int) -> str | None:
 
 
 async def _follow_database(message_id: int, after: int) -> AsyncIterator[bytes]:
-    """No live events here: wait for the saved answer to be final, then send it as one `done`."""
+    """No live events here: wait for the saved answer to be final, then send it as one `done`.
+
+    It is generated in another process without Redis to relay it, or its process died: then it
+    stops being written, and is marked `interrupted` once stale (`_saved_final_event`).
+    """
     waited = 0.0
-    limit = chat_settings.STALE_STREAM_AFTER.total_seconds()
     while True:
         final = await _saved_final_event(message_id)
         if final is not None:
             yield sse_frame(after + 1, final)
-            return
-        if waited >= limit:
-            payload = {"type": "error", "message": "The answer stopped arriving.", "code": "stream_lost"}
-            yield sse_frame(after + 1, json.dumps(payload))
             return
         await asyncio.sleep(1.0)
         waited += 1.0
@@ -371,14 +380,17 @@ class RedisStreams:
         """The mirrored events after `after`, then live ones, to the last one.
 
         A generation whose process died never mirrors its last event. So whenever the log has
-        nothing new (once caught up, then after each `PING_INTERVAL` of silence) the saved answer
-        is read: once it is no longer `streaming` (the sweep marked it, or it ended elsewhere)
-        the stream ends with it instead of pinging until the key expires.
+        nothing new (once caught up, then after each silence) the saved answer is read: once it is
+        no longer `streaming` (it ended elsewhere, or stale, it is marked `interrupted` there) the
+        stream ends with it instead of pinging until the key expires.
         """
         key = self.key(message_id)
         seen = max(after, 0)
         last = f"0-{seen}"
-        block = int(chat_settings.PING_INTERVAL * 1000)
+        # Silence is a ping, and a look at the saved answer: its process may have died, and once
+        # it is stale the stream ends (`_saved_final_event`) within half the limit.
+        silence = min(chat_settings.PING_INTERVAL, chat_settings.STALE_STREAM_AFTER.total_seconds() / 2)
+        block = int(silence * 1000)
         wait = None  # until caught up, reads take what is there without blocking
         while True:
             result = await self.client().xread({key: last}, count=500, block=wait)

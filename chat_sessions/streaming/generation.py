@@ -32,6 +32,7 @@ from chat_sessions.agents.registry import agent_backend
 from chat_sessions.conf import chat_settings
 from chat_sessions.models import MessageStatus
 from chat_sessions.streaming.channels import channel_hub
+from chat_sessions.streaming.heartbeat import heartbeat
 from chat_sessions.streaming.persistence import db_call, text_flusher
 
 logger = logging.getLogger(__name__)
@@ -82,10 +83,17 @@ def generation_start(spec: GenerationSpec) -> asyncio.Task:
         hub.redis.stop_listen(generation_cancel)
     # A fresh context: the request's context (and its thread-sensitive executor) ends with the
     # request, while this task must outlive it.
-    task = asyncio.get_running_loop().create_task(_generate(spec), context=contextvars.Context())
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(_generate(spec), context=contextvars.Context())
     _running[spec.message_id] = task
     task.add_done_callback(functools.partial(_generation_ended, spec))
+    heartbeat(functools.partial(_running_on, loop)).ensure()
     return task
+
+
+def _running_on(loop: asyncio.AbstractEventLoop) -> list[int]:
+    """The answers generated on `loop` (a process has one; a test may run servers on several)."""
+    return [message_id for message_id, task in _running.items() if task.get_loop() is loop]
 
 
 def _generation_ended(spec: GenerationSpec, task: asyncio.Task) -> None:

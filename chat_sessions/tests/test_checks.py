@@ -36,8 +36,9 @@ def test_a_slow_flush_is_a_warning(settings):
     assert "chat_sessions.W002" in ids(settings, FLUSH_INTERVAL=5)
 
 
-def test_a_stale_limit_shorter_than_a_generation_is_a_warning(settings):
-    assert "chat_sessions.W003" in ids(settings, STALE_STREAM_AFTER=timedelta(minutes=5), MAX_GENERATION_SECONDS=600)
+def test_a_stale_limit_within_three_heartbeats_is_a_warning(settings):
+    assert "chat_sessions.W003" in ids(settings, STALE_STREAM_AFTER=timedelta(seconds=20), HEARTBEAT_INTERVAL=10)
+    assert "chat_sessions.W003" not in ids(settings, STALE_STREAM_AFTER=timedelta(seconds=30), HEARTBEAT_INTERVAL=10)
 
 
 def test_a_chat_scope_without_a_rate_is_an_error(settings):

@@ -233,6 +233,36 @@ def test_too_many_generations_for_one_user_is_refused(user, settings):
         turn_start(session=ChatSessionFactory(container=notebook, created_by=user), user=user, text="q")
 
 
+def test_answers_a_dead_process_left_streaming_hold_neither_their_session_nor_the_users_limit(user, settings):
+    """A restart mid-answer leaves answers `streaming` that no process writes: once stale, a send
+    marks them `interrupted` (text kept) instead of being refused; a live one still refuses it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "MAX_CONCURRENT_GENERATIONS_PER_USER": 2}
+    notebook = NotebookFactory(owner=user)
+    dead, other_dead, live = (ChatSessionFactory(container=notebook, created_by=user) for _ in range(3))
+    for session in (dead, other_dead):
+        answer = turn_start(session=session, user=user, text="q").assistant_message
+        SessionChatMessage.objects.filter(pk=answer.pk).update(
+            message="Half an ans", updated_at=timezone.now() - timedelta(minutes=2)
+        )
+
+    # The user's limit (2) is taken only by dead answers, and one of them is in this very session.
+    started = turn_start(session=dead, user=user, text="Are you back?")
+
+    assert orders(dead) == [1, 2, 3, 4]
+    assert started.assistant_message.status == MessageStatus.STREAMING
+    halves = SessionChatMessage.objects.filter(message="Half an ans")
+    assert sorted(halves.values_list("status", flat=True)) == [MessageStatus.INTERRUPTED] * 2
+    turn_start(session=live, user=user, text="q")  # the second of 2 live answers
+    with pytest.raises(GenerationLimitReached):
+        turn_start(session=other_dead, user=user, text="q")
+    with pytest.raises(GenerationInProgress):
+        turn_start(session=dead, user=user, text="again")
+
+
 def _concurrently(workers: int, target) -> list[BaseException]:
     errors: list[BaseException] = []
     barrier = threading.Barrier(workers)

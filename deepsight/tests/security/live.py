@@ -60,7 +60,9 @@ def assert_turns_whole(session: ChatSession) -> None:
 class ServerProcess:
     """deepsight under uvicorn in its own OS process, on the test's database (and Redis, if any)."""
 
-    def __init__(self, *, openai_url: str) -> None:
+    def __init__(self, *, openai_url: str, stale_after: float | None = None, heartbeat: float | None = None) -> None:
+        """`stale_after` and `heartbeat` (seconds): the process's `STALE_STREAM_AFTER` and
+        `HEARTBEAT_INTERVAL`, for a test that needs an answer to go stale in seconds."""
         database = settings.DATABASES["default"]
         if database["ENGINE"].endswith("sqlite3"):
             database_url = f"sqlite:///{connection.settings_dict['NAME']}"
@@ -83,6 +85,9 @@ class ServerProcess:
             "DEEPSIGHT_TEST_RUN_ID": settings.RUN_ID,
             "DEEPSIGHT_TEST_OPENAI_URL": openai_url,
         }
+        if stale_after is not None:
+            self.env["DEEPSIGHT_TEST_STALE_SECONDS"] = str(stale_after)
+            self.env["DEEPSIGHT_TEST_HEARTBEAT_SECONDS"] = str(heartbeat or stale_after / 4)
         self.process = None
 
     def start(self) -> ServerProcess:
@@ -108,4 +113,7 @@ class ServerProcess:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=10)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # a stream held open past uvicorn's graceful shutdown
+                self.kill()
