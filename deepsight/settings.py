@@ -338,6 +338,8 @@ RAGFLOW_EMBEDDING_MODEL = env("RAGFLOW_EMBEDDING_MODEL", default="")  # empty: t
 RAGFLOW_TIMEOUT = env.float("RAGFLOW_TIMEOUT", default=30.0)  # seconds, for calls other than streams
 RAGFLOW_STREAM_READ_TIMEOUT = env.float("RAGFLOW_STREAM_READ_TIMEOUT", default=120.0)  # idle seconds in a stream
 RAGFLOW_RETRIES = env.int("RAGFLOW_RETRIES", default=3)  # for idempotent calls only
+# Seconds a notebook's first answer waits for its agent, which a worker creates as the session opens.
+RAGFLOW_AGENT_READY_WAIT = env.float("RAGFLOW_AGENT_READY_WAIT", default=30.0)
 RAGFLOW_RETRY_BACKOFF = env.float("RAGFLOW_RETRY_BACKOFF", default=0.5)
 # How often a notebook page re-reads the sources still being parsed (sources.js), in seconds.
 SOURCE_STATUS_POLL_SECONDS = env.float("SOURCE_STATUS_POLL_SECONDS", default=2.0)

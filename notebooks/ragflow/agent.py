@@ -8,9 +8,13 @@ the new question is sent. The answer's `[ID:n]` markers cite the references sent
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+
+from django.conf import settings
 
 from chat_sessions.agents.base import (
     AgentBackend,
@@ -24,6 +28,7 @@ from chat_sessions.agents.base import (
     UsageEvent,
 )
 from chat_sessions.agents.thinking import ThinkSplitter
+from chat_sessions.streaming.persistence import db_call
 from notebooks.models import RagFlowAgent, RemoteStatus, Source
 from notebooks.ragflow.client import RagFlowClient, ragflow_client_private
 from notebooks.ragflow.errors import (
@@ -38,6 +43,9 @@ from notebooks.ragflow.errors import (
 from notebooks.ragflow.stream import AnswerText, ReasoningText, References, SessionSeen, Usage
 
 logger = logging.getLogger(__name__)
+
+#: How often an answer waiting for its notebook's agent to be created looks again (seconds).
+AGENT_READY_POLL_SECONDS = 0.5
 
 NOT_READY = "This notebook's assistant is still being set up in RAGFlow. Try again in a minute."
 SETUP_FAILED = "This notebook's assistant could not be set up in RAGFlow; it is being tried again. Try in a minute."
@@ -65,20 +73,26 @@ class RagFlowNotebookAgent(AgentBackend):
             failed = agent is not None
             agent_ensure(notebook_id=session.container_id)
             agent = RagFlowAgent.objects.filter(notebook_id=session.container_id).first()
-            if agent is None or not agent.remote_id:
+            if agent is None or (agent.status == RemoteStatus.ERROR and not agent.remote_id):
                 raise AgentError(SETUP_FAILED if failed else NOT_READY, code="agent_not_ready")
-        if not agent.remote_id or agent.status != RemoteStatus.READY:
-            raise AgentError(NOT_READY, code="agent_not_ready")
         documents = {
             remote_id: {"source_id": str(pk), "title": title}
             for pk, remote_id, title in Source.objects.filter(notebook_id=session.container_id)
             .exclude(remote_document_id="")
             .values_list("pk", "remote_document_id", "title")
         }
-        return {"agent_id": agent.remote_id, "documents": documents}
+        if agent.remote_id and agent.status == RemoteStatus.READY:
+            return {"agent_id": agent.remote_id, "documents": documents}
+        if agent.status == RemoteStatus.PENDING:
+            # A worker is creating it: the notebook's first session was opened a moment ago, and
+            # its first question comes right after. The answer waits for it (`stream_reply`).
+            return {"agent_pending": True, "documents": documents}
+        raise AgentError(NOT_READY, code="agent_not_ready")
 
     async def stream_reply(self, *, turn: Turn) -> AsyncIterator[AgentEvent]:
         agent_id = str(turn.context.get("agent_id") or "")
+        if not agent_id and turn.context.get("agent_pending"):
+            agent_id = await _agent_ready_wait(notebook_id=turn.container_id)
         if not agent_id:
             raise AgentError(NOT_READY, code="agent_not_ready")
         client = RagFlowClient.from_settings()
@@ -126,6 +140,27 @@ class RagFlowNotebookAgent(AgentBackend):
         from notebooks.provisioning import agent_ensure
 
         agent_ensure(notebook_id=session.container_id)
+
+
+async def _agent_ready_wait(*, notebook_id: str) -> str:
+    """The remote id of the notebook's agent once a worker has created it, waiting up to
+    `RAGFLOW_AGENT_READY_WAIT` seconds; "" if it is not ready by then."""
+    deadline = time.monotonic() + settings.RAGFLOW_AGENT_READY_WAIT
+    while True:
+        remote_id, status = await db_call(_agent_state, notebook_id=notebook_id)
+        if remote_id and status == RemoteStatus.READY:
+            return remote_id
+        if status == RemoteStatus.ERROR:
+            raise AgentError(SETUP_FAILED, code="agent_not_ready")
+        if status != RemoteStatus.PENDING or time.monotonic() >= deadline:
+            return ""
+        await asyncio.sleep(AGENT_READY_POLL_SECONDS)
+
+
+def _agent_state(*, notebook_id: str) -> tuple[str, str]:
+    """(remote id, status) of the notebook's agent; ("", "") if it has none."""
+    row = RagFlowAgent.objects.filter(notebook_id=notebook_id).values_list("remote_id", "status").first()
+    return row or ("", "")
 
 
 async def _answer(client: RagFlowClient, *, agent_id: str, session_id: str, turn: Turn) -> AsyncIterator[AgentEvent]:

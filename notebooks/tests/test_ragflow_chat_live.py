@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 import urllib.request
 
 import pytest
@@ -12,7 +14,7 @@ from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage
 from deepsight.testing.sse import sse_request
 from notebooks import services, tasks
 from notebooks.models import ParseStatus, RagFlowAgent
-from notebooks.ragflow.agent import AUTH_FAILED, BROKE_OFF, NOT_READY
+from notebooks.ragflow.agent import AUTH_FAILED, BROKE_OFF, NOT_READY, SETUP_FAILED
 from notebooks.tests.conftest import EDITED_PROMPT, RAGFLOW_TEST_KEY, answer_prompt
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -215,6 +217,72 @@ def test_a_question_before_the_agent_exists_says_it_is_being_set_up(
     assert [e.type for e in events] == ["start", "error"]
     assert (events[-1].data["message"], events[-1].data["code"]) == (NOT_READY, "agent_not_ready")
     assert "canvas store down" in RagFlowAgent.objects.get(notebook_id=source.notebook_id).last_error
+
+
+def _agent_being_created(source, user):
+    """A session of a notebook whose agent a worker has been asked to create, and not yet has."""
+    from notebooks.provisioning import agent_title
+    from notebooks.ragflow.dsl import DEFAULT_TEMPLATE, template_load
+
+    template = template_load(name=DEFAULT_TEMPLATE)
+    RagFlowAgent.objects.create(
+        notebook_id=source.notebook_id,
+        title=agent_title(notebook_id=source.notebook_id),
+        template_name=template.name,
+        template_version=template.version,
+    )
+    return ChatSession.objects.create(container_id=source.notebook_id, created_by=user, title="New Chat")
+
+
+def test_a_first_question_asked_while_the_agent_is_being_created_waits_for_it_and_is_answered(
+    live_server_asgi, ragflow, source, user, user_token
+):
+    from notebooks import provisioning
+
+    session = _agent_being_created(source, user)
+    worker = threading.Timer(1.0, lambda: provisioning.agent_provision(notebook_id=str(source.notebook_id)))
+    worker.start()  # the worker gets to it a second after the question
+
+    events = ask(live_server_asgi, session, user_token)
+    worker.join()
+
+    # Before, the question failed at once: "still being set up in RAGFlow. Try again in a minute."
+    assert events[-1].type == "done", events[-1].data
+    assert "light energy" in answer_text(events)
+    assert [e.type for e in events].count("reference") == 1
+
+
+def test_a_question_waiting_for_an_agent_whose_creation_fails_says_so_without_waiting_out_the_wait(
+    live_server_asgi, ragflow, source, user, user_token
+):
+    from notebooks import provisioning
+
+    session = _agent_being_created(source, user)
+    ragflow.fail("POST", "/api/v1/agents", times=100, code=100, message="canvas store down")
+    worker = threading.Timer(0.5, lambda: provisioning.agent_provision(notebook_id=str(source.notebook_id)))
+    worker.start()
+
+    started = time.monotonic()
+    events = ask(live_server_asgi, session, user_token)
+    worker.join()
+
+    assert [e.type for e in events] == ["start", "error"]
+    assert (events[-1].data["message"], events[-1].data["code"]) == (SETUP_FAILED, "agent_not_ready")
+    assert time.monotonic() - started < 10  # not the 30 s wait
+
+
+def test_a_question_whose_agent_is_not_created_within_the_wait_says_it_is_being_set_up(
+    live_server_asgi, ragflow, source, user, user_token, settings
+):
+    settings.RAGFLOW_AGENT_READY_WAIT = 1.0
+    session = _agent_being_created(source, user)
+
+    started = time.monotonic()
+    events = ask(live_server_asgi, session, user_token)
+
+    assert [e.type for e in events] == ["start", "error"]
+    assert (events[-1].data["message"], events[-1].data["code"]) == (NOT_READY, "agent_not_ready")
+    assert 1.0 <= time.monotonic() - started < 10
 
 
 def test_inline_think_tags_are_streamed_as_reasoning_too(live_server_asgi, ragflow, chat, user_token):
