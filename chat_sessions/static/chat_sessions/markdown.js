@@ -5,7 +5,7 @@
  * (`textContent`), so `<script>`, `<img onerror=...>` or any other markup is shown, not run.
  * Supported: paragraphs (a single newline is a line break), headings, **strong**, *emphasis*,
  * ~~strikethrough~~, `code`, fenced code blocks, bullet and numbered lists (nested), blockquotes,
- * rules, links, and citation markers like [1].
+ * rules, links, and citation markers like [1] (or RAGFlow's [ID:1]).
  * Links: only absolute http(s) URLs become links, opened in a new tab with
  * rel="noopener noreferrer nofollow"; anything else (javascript:, data:, relative) stays text.
  * Images are never loaded: `![alt](url)` becomes a link labelled "Image: alt".
@@ -23,7 +23,7 @@ const TRAILING_PUNCTUATION = /[.,;:!?'")\]]+$/;
 
 /**
  * Render `text` into a DocumentFragment.
- * `options.citation(number)` may return a Node to show for a marker like [1] (or null for text).
+ * `options.citation(number)` may return a Node to show for a marker like [1] or [ID:1] (or null for text).
  */
 export function renderMarkdown(text, options = {}) {
   const fragment = document.createDocumentFragment();
@@ -240,7 +240,7 @@ function inline(text, options) {
         i = link.end;
         continue;
       }
-      const cite = rest.match(/^\[(\d{1,3})\]/);
+      const cite = rest.match(/^\[(?:ID:)?(\d{1,3})\]/); // [1], or RAGFlow's [ID:1]
       if (cite && options.citation) {
         const node = options.citation(Number(cite[1]));
         if (node) {

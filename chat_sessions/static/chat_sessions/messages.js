@@ -1,7 +1,8 @@
 /**
  * One message of the conversation as a list item: author and time, the text (an answer's
  * Markdown through the safe renderer, a question as plain text), reasoning, a note for a stopped
- * or failed message, and the answer's sources as numbered citations that [n] markers link to.
+ * or failed message, and the answer's sources as numbered citations that [n] (or RAGFlow's [ID:n])
+ * markers link to.
  */
 
 import { formatTime, h, truncate } from "./dom.js";
@@ -45,14 +46,27 @@ export function fillMessage(node, message, { idPrefix }) {
   node.replaceChildren(h("div", { className: "chat-msg-inner" }, ...parts));
 }
 
+/**
+ * What each citation number of an answer is shown as: the source's place in its list, 1, 2, 3...
+ * An agent's own numbers can be anything (RAGFlow's `[ID:320]` is a hash of the chunk id).
+ */
+function citationLabels(sources) {
+  return new Map(sources.map((source, position) => [Number(source.index ?? position + 1), position + 1]));
+}
+
 function answerBody(message, sources, citationId) {
-  const indexes = new Set(sources.map((source, position) => Number(source.index ?? position + 1)));
+  const labels = citationLabels(sources);
   const body = h("div", { className: "chat-msg-body chat-markdown" });
   body.append(
     renderMarkdown(message.message, {
       citation: (number) =>
-        indexes.has(number)
-          ? h("a", { className: "chat-cite-ref", href: `#${citationId(number)}`, "aria-label": `Source ${number}`, text: String(number) })
+        labels.has(number)
+          ? h("a", {
+              className: "chat-cite-ref",
+              href: `#${citationId(number)}`,
+              "aria-label": `Source ${labels.get(number)}`,
+              text: String(labels.get(number)),
+            })
           : null,
     }),
   );
@@ -84,7 +98,7 @@ function sourcesNode(sources, citationId) {
     return h(
       "li",
       { className: "chat-source", id: citationId(number) },
-      h("span", { className: "chat-source-index", "aria-hidden": "true", text: String(number) }),
+      h("span", { className: "chat-source-index", "aria-hidden": "true", text: String(position + 1) }),
       h(
         "div",
         { className: "chat-source-text" },

@@ -344,6 +344,31 @@ def test_two_browser_tabs_on_one_session_stay_consistent(context, logged_in, not
     expect(second.get_by_role("button", name="Start chat")).to_be_visible(timeout=10_000)
 
 
+def test_ragflow_citation_markers_link_to_their_sources_numbered_in_order(logged_in, notebook):
+    """RAGFlow cites `[ID:n]`, n a hash of the chunk id: shown as 1, 2... linking to the source."""
+    session = session_with_messages(
+        notebook, "Cited", ["What absorbs light?", "Chlorophyll [ID:320], in leaves [ID:7]."]
+    )
+    chunks = [
+        {"index": 320, "title": "Plant notes", "snippet": "Chlorophyll absorbs blue and red light."},
+        {"index": 7, "title": "Leaf anatomy", "snippet": "Leaves hold the chloroplasts."},
+    ]
+    SessionChatMessage.objects.filter(session=session, message_order=2).update(metadata={"sources": chunks})
+    page = open_notebook(logged_in, notebook)
+
+    answer = answers(page).last
+    expect(answer.locator(".chat-markdown")).to_have_text("Chlorophyll 1, in leaves 2.")
+    first = answer.get_by_role("link", name="Source 1")
+    expect(answer.locator(".chat-source-index")).to_have_text(["1", "2"])
+    first.click()
+    target = answer.locator(".chat-source").first
+    expect(target).to_contain_text("Plant notes")
+    assert page.evaluate("location.hash") == "#" + target.get_attribute("id")
+    expect(answer.get_by_role("link", name="Source 2")).to_have_attribute(
+        "href", "#" + answer.locator(".chat-source").nth(1).get_attribute("id")
+    )
+
+
 def test_a_failed_answer_is_shown_in_the_conversation(logged_in, notebook, openai_agent):
     openai_agent.script(tokens=["Light", " is", " energy", " and"], error_after=3)
     page = open_notebook(logged_in, notebook)
