@@ -20,6 +20,9 @@ import { tabNode, updateTab } from "./tabs.js";
 const POLL_INTERVAL_MS = 4000;
 const TITLE_RECHECK_MS = 3000;
 const SESSION_PAGE_SIZE = 100;
+// Closed chats come a page at a time, newest first; older ones behind "Show more" or a search.
+const CLOSED_PAGE_SIZE = 20;
+const CLOSED_SEARCH_DELAY_MS = 250;
 
 let panelCount = 0;
 
@@ -40,6 +43,11 @@ class ChatPanel {
     this.unloading = false;
     this.polling = false;
     this.closedOpen = false;
+    // Bumped by every closed-chats request, so an older answer (a previous search) is dropped.
+    this.closedVersion = 0;
+    this.closedNext = null;
+    this.closedShown = 0;
+    this.closedSearchTimer = 0;
     this.creating = false;
     this.sendWhenCreated = false;
     // Bumped by every local change to the session list, so an older list response cannot undo it.
@@ -57,6 +65,8 @@ class ChatPanel {
       closedPopover: $(".chat-closed-popover"),
       closedList: $(".chat-closed-list"),
       closedEmpty: $(".chat-closed-empty"),
+      closedSearch: $(".chat-closed-search"),
+      closedMore: $(".chat-closed-more"),
       alert: $(".chat-alert"),
       welcome: $(".chat-welcome"),
       startButton: $(".chat-start"),
@@ -142,6 +152,11 @@ class ChatPanel {
       const button = event.target.closest("[data-reopen]");
       if (button) this.reopen(button.dataset.reopen);
     });
+    ui.closedSearch.addEventListener("input", () => {
+      clearTimeout(this.closedSearchTimer);
+      this.closedSearchTimer = setTimeout(() => this.closedOpen && this.loadClosed(), CLOSED_SEARCH_DELAY_MS);
+    });
+    ui.closedMore.addEventListener("click", () => this.loadClosed({ more: true }));
     this.root.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && this.closedOpen) {
         this.toggleClosed(false);
@@ -349,7 +364,7 @@ class ChatPanel {
     this.sessions = this.sessions.filter((known) => known.id !== id);
     this.forget(id);
     this.announce(`Chat “${session.title}” closed. You can reopen it from Closed chats.`);
-    if (this.closedOpen) this.loadClosed();
+    if (this.closedOpen) this.loadClosed({ refresh: true });
     if (this.activeId !== id) {
       this.render();
       if (hadFocus && this.activeId) this.focusTab(this.activeId);
@@ -458,42 +473,72 @@ class ChatPanel {
     this.closedOpen = open;
     this.ui.closedToggle.setAttribute("aria-expanded", String(open));
     this.ui.closedPopover.hidden = !open;
-    if (open) this.loadClosed();
+    clearTimeout(this.closedSearchTimer);
+    if (open) {
+      this.ui.closedSearch.value = "";
+      this.loadClosed();
+      this.ui.closedSearch.focus();
+    }
   }
 
-  async loadClosed() {
+  /**
+   * Fill the Closed chats list: its first page for the search box's text, the next page
+   * (`more`), or, on a poll (`refresh`), as many as are shown now so "Show more" is not undone.
+   */
+  async loadClosed({ more = false, refresh = false } = {}) {
     const ui = this.ui;
+    const query = ui.closedSearch.value.trim();
+    let url = this.closedNext;
+    if (!more) {
+      const size = refresh ? Math.min(Math.max(this.closedShown, CLOSED_PAGE_SIZE), SESSION_PAGE_SIZE) : CLOSED_PAGE_SIZE;
+      const search = query ? `&q=${encodeURIComponent(query)}` : "";
+      url = `${this.sessionsUrl}?status=closed&page_size=${size}${search}`;
+    }
+    if (!url) return;
+    const version = ++this.closedVersion;
     try {
-      const closed = await this.fetchSessions("closed");
-      ui.closedEmpty.hidden = closed.length > 0;
-      ui.closedList.replaceChildren(
-        ...closed.map((session) =>
-          h(
-            "li",
-            { className: "chat-closed-item" },
-            h(
-              "div",
-              { className: "chat-closed-text" },
-              h("span", { className: "chat-closed-title", text: session.title, title: session.title }),
-              h("span", {
-                className: "chat-closed-meta",
-                text: `${session.message_count} messages · closed ${formatTime(session.ended_at || session.updated_at)}`,
-              }),
-            ),
-            h("button", {
-              type: "button",
-              className: "chat-btn chat-btn-small",
-              "data-reopen": session.id,
-              "aria-label": `Reopen chat ${session.title}`,
-              text: "Reopen",
-            }),
-          ),
-        ),
-      );
+      const body = await getJSON(url);
+      if (version !== this.closedVersion) return;
+      const items = body.sessions.map((session) => this.closedItem(session));
+      if (more) ui.closedList.append(...items);
+      else ui.closedList.replaceChildren(...items);
+      this.closedShown = ui.closedList.children.length;
+      this.closedNext = body.next ? samePath(body.next) : null;
+      ui.closedMore.hidden = !this.closedNext;
+      ui.closedEmpty.hidden = this.closedShown > 0;
+      ui.closedEmpty.textContent = query ? `No closed chats match “${query}”.` : "No closed chats.";
+      // "Show more" may just have been hidden under the keyboard's focus: go on to what it showed.
+      if (more && items.length && (document.activeElement === ui.closedMore || ui.closedMore.hidden)) {
+        items[0].querySelector("[data-reopen]").focus();
+      }
     } catch (error) {
+      if (version !== this.closedVersion) return;
       ui.closedEmpty.hidden = false;
       ui.closedEmpty.textContent = error.message;
     }
+  }
+
+  closedItem(session) {
+    return h(
+      "li",
+      { className: "chat-closed-item" },
+      h(
+        "div",
+        { className: "chat-closed-text" },
+        h("span", { className: "chat-closed-title", text: session.title, title: session.title }),
+        h("span", {
+          className: "chat-closed-meta",
+          text: `${session.message_count} messages · closed ${formatTime(session.ended_at || session.updated_at)}`,
+        }),
+      ),
+      h("button", {
+        type: "button",
+        className: "chat-btn chat-btn-small",
+        "data-reopen": session.id,
+        "aria-label": `Reopen chat ${session.title}`,
+        text: "Reopen",
+      }),
+    );
   }
 
   // The conversation ---------------------------------------------------------------------------
@@ -601,7 +646,7 @@ class ChatPanel {
         const stale = conversation.messages.some((message) => message.status === "streaming");
         if (stale || fingerprint(this.session(id)) !== before) await this.loadMessages(id);
       }
-      if (this.closedOpen) await this.loadClosed();
+      if (this.closedOpen) await this.loadClosed({ refresh: true });
     } catch {
       /* a failed poll is retried on the next tick; the user's own actions report their errors */
     } finally {

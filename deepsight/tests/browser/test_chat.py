@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage, SessionStatus
@@ -189,6 +192,53 @@ def test_close_a_tab_then_reopen_it_from_closed_chats(logged_in, notebook):
     expect(chat_tabs(page)).to_have_count(0)
     expect(page.get_by_role("button", name="Start chat")).to_be_visible()
     assert ChatSession.objects.get(pk=first.pk).status == SessionStatus.CLOSED
+
+
+def test_closed_chats_come_a_page_at_a_time_and_can_be_searched(logged_in, notebook):
+    now = timezone.now()
+    titles = [f"Closed chat {number:02d}" for number in range(1, 25)] + ["Budget review"]
+    for age, title in enumerate(titles):  # "Closed chat 01" closed last, "Budget review" first
+        ChatSessionFactory(
+            container=notebook,
+            title=title,
+            status=SessionStatus.CLOSED,
+            last_activity=now - timedelta(minutes=age + 1),
+            ended_at=now - timedelta(minutes=age + 1),
+        )
+    page = open_notebook(logged_in, notebook)
+    expect(page.get_by_role("heading", name="Start your first chat")).to_be_visible()
+    popover = page.get_by_role("region", name="Closed chats")
+    reopen_buttons = popover.get_by_role("button", name=re.compile("^Reopen chat "))
+
+    page.get_by_role("button", name="Closed chats").click()
+
+    expect(reopen_buttons).to_have_count(20)
+    expect(reopen_buttons.first).to_have_accessible_name("Reopen chat Closed chat 01")
+    expect(popover.get_by_text("Budget review")).to_have_count(0)
+    popover.get_by_role("button", name="Show more").click()
+    expect(reopen_buttons).to_have_count(25)
+    expect(reopen_buttons.last).to_have_accessible_name("Reopen chat Budget review")
+    expect(reopen_buttons.nth(20)).to_be_focused()  # the keyboard goes on where the new ones start
+    expect(popover.get_by_role("button", name="Show more")).to_be_hidden()
+    page.wait_for_timeout(4500)  # the panel's poll refreshes an open list without shrinking it
+    expect(reopen_buttons).to_have_count(25)
+    if os.environ.get("DEEPSIGHT_SHOT"):
+        page.screenshot(path=os.environ["DEEPSIGHT_SHOT"])
+
+    search = popover.get_by_role("searchbox", name="Search closed chats")
+    search.fill("zebra")
+    expect(popover.get_by_text("No closed chats match “zebra”.")).to_be_visible()
+    expect(reopen_buttons).to_have_count(0)
+    search.fill("BUDGET")
+    expect(reopen_buttons).to_have_count(1)
+    reopen_buttons.first.click()
+
+    expect(chat_tabs(page)).to_have_text(["Budget review"])
+    expect(active_tab(page)).to_have_text("Budget review")
+    assert ChatSession.objects.get(title="Budget review").status == SessionStatus.ACTIVE
+    page.get_by_role("button", name="Closed chats").click()  # reopened empty, for a fresh look
+    expect(search).to_have_value("")
+    expect(reopen_buttons).to_have_count(20)
 
 
 def test_rename_by_double_click_and_by_button_and_pin(logged_in, notebook):
