@@ -15,19 +15,32 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def text_holds_surrogate(value: Any) -> bool:
-    """True if a string anywhere in `value` (a parsed JSON value: keys too) holds a surrogate."""
-    if isinstance(value, str):
-        return not value.isascii() and _SURROGATE.search(value) is not None
-    if isinstance(value, dict):
-        return any(text_holds_surrogate(key) or text_holds_surrogate(item) for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return any(text_holds_surrogate(item) for item in value)
+    """True if a string anywhere in `value` (a parsed JSON value: keys too) holds a surrogate.
+
+    Walked with a stack, not recursion: a client's JSON may be nested as deep as the parser
+    allows, deeper than Python's recursion limit.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item) is not None:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
     return False
 
 
 def text_unicode_only(value: Any) -> Any:
     """`value` with each lone surrogate in its strings replaced by U+FFFD; two halves side by side
-    become the one character they spell. Values with none are returned as they are."""
+    become the one character they spell. Values with none are returned as they are.
+
+    Nested values are repaired by recursion: they come from an upstream's JSON, and a frame nested
+    past the recursion limit is refused as not JSON (`chat_sessions.agents.http.json_value`).
+    """
     if isinstance(value, str):
         if value.isascii() or _SURROGATE.search(value) is None:
             return value

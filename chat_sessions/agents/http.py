@@ -141,7 +141,11 @@ def json_value(payload: bytes) -> Any:
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return text_unicode_only(_decode_json(payload.decode()))
+        try:
+            return text_unicode_only(_decode_json(payload.decode()))
+        except RecursionError:
+            # Nested deeper than orjson's 1,024 levels: no agent's frame is; a broken upstream's may be.
+            raise ValueError("The upstream's JSON is nested too deeply.") from None
 
 
 def _data_line(line: bytes) -> Any:

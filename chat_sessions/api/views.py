@@ -24,6 +24,7 @@ from chat_sessions import selectors, services
 from chat_sessions.api.filters import ChatSessionFilter, SessionFilterBackend
 from chat_sessions.api.forms import WriteFormsMixin
 from chat_sessions.api.pagination import MessageCursorPagination, SessionCursorPagination
+from chat_sessions.api.parsers import parsers_safe
 from chat_sessions.api.renderers import EventStreamRenderer
 from chat_sessions.api.serializers import (
     ChatSessionCreateSerializer,
@@ -76,6 +77,9 @@ class ChatAPIMixin:
 
     def get_renderers(self):
         return [*super().get_renderers(), EventStreamRenderer()]
+
+    def get_parsers(self):
+        return parsers_safe(super().get_parsers())
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

@@ -180,3 +180,13 @@ async def test_a_stream_that_goes_silent_ends_with_a_timeout_and_its_connection_
     assert isinstance(frames[2], aiohttp.SocketTimeoutError)
     assert 0.35 < taken < 5
     assert connections == 2
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b"[" * 1500 + b"]" * 1500, b'{"a":' * 600 + b'"\\ud800"' + b"}" * 600],
+    ids=["past-every-parser", "a-surrogate-deep-inside"],
+)
+def test_a_frame_nested_past_the_recursion_limit_is_an_error_like_any_line_that_is_not_json(frame):
+    with pytest.raises(ValueError, match="nested too deeply"):  # not a RecursionError past the reader's callers
+        _read([b"data: " + frame + b"\n\n"])

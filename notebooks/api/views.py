@@ -8,12 +8,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from chat_sessions.api.forms import WriteFormsMixin
 from chat_sessions.api.pagination import CheckedPositionMixin, StrictPageSizeMixin
+from chat_sessions.api.parsers import JSONParser
 from notebooks import selectors, services
 from notebooks.api.serializers import (
     NotebookSerializer,

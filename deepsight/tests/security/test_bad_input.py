@@ -3,8 +3,8 @@
 Found by the negative fuzzing in test_schemathesis.py: `page_size=true` gave the default page,
 `pinned=1e308` no filter at all, and `DELETE ...?permanent=garbage` closed the session (a typo of
 `true` would have kept data the user meant to delete; of `false`, deleted nothing, silently).
-Found by hand against `make run`: a lone surrogate in a JSON body, and a forged notebook cursor,
-were 500s.
+Found by hand against `make run`: a lone surrogate in a JSON body, a forged notebook cursor, and
+a JSON body nested a few hundred levels deep were 500s.
 """
 
 from __future__ import annotations
@@ -165,6 +165,53 @@ def test_a_lone_surrogate_in_a_field_name_is_a_400(owner_client, session):
 
         assert response.status_code == 400, (method, url)
         assert "lone surrogate" in response.json()["non_field_errors"][0]
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [600, 5000], ids=["past-python-recursion", "past-the-json-parser"])
+def test_a_json_body_nested_past_the_recursion_limit_is_a_400(owner_client, session, depth):
+    # A 3 KB body was a 500 (RecursionError): in DRF's parser past ~1,000 levels, and in the
+    # surrogate check past ~500.
+    for method, url, field in json_writes(session):
+        body = f'{{"{field}": {nested(depth)}}}'.encode()
+
+        response = getattr(owner_client, method)(
+            url, body, content_type="application/json", HTTP_ACCEPT="application/json"
+        )
+
+        assert response.status_code == 400, (method, url, field, response.content[:200])
+        if depth > 1000:
+            assert response.json() == {"detail": "JSON parse error - the body is nested too deeply."}
+        else:
+            assert field in response.json(), (method, url, field)
+
+
+def test_a_nested_body_sent_to_another_users_session_is_a_404(api_client, other_user, session):
+    api_client.force_authenticate(other_user)
+    url = f"/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/messages/"
+
+    response = api_client.post(
+        url, f'{{"message": {nested(5000)}}}'.encode(), content_type="application/json", HTTP_ACCEPT="application/json"
+    )
+
+    assert response.status_code == 404
+
+
+def test_the_chat_api_refuses_a_nested_body_with_drfs_own_json_parser_too(owner_client, session, settings):
+    # A host project that lists DRF's parsers still gets a 400 from the reusable app's views.
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    }
+    url = f"/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/"
+
+    response = owner_client.patch(url, f'{{"title": {nested(5000)}}}'.encode(), content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": "JSON parse error - the body is nested too deeply."}
 
 
 def test_a_whole_emoji_spelled_as_a_surrogate_pair_is_text(owner_client, session):
