@@ -163,6 +163,7 @@ class ChatPanel {
         ui.closedToggle.focus();
       }
     });
+    document.addEventListener("keydown", (event) => this.typeWhileCreating(event));
     document.addEventListener("click", (event) => {
       if (this.closedOpen && !event.target.closest(".chat-closed")) this.toggleClosed(false);
     });
@@ -327,6 +328,9 @@ class ChatPanel {
     this.creating = true;
     this.ui.newButton.disabled = true;
     this.ui.startButton.disabled = true;
+    // Disabling the clicked button drops the keyboard's focus: typing goes on in the composer at
+    // once (when shown; from the welcome screen, `typeWhileCreating` keeps the keys).
+    if (!this.ui.panel.hidden) this.ui.input.focus();
     try {
       const { session } = await sendJSON(this.sessionsUrl, "POST", {});
       this.sessions = pinnedFirst([session, ...this.sessions.filter((known) => known.id !== session.id)]);
@@ -345,6 +349,23 @@ class ChatPanel {
       this.sendWhenCreated = false;
       this.send();
     }
+  }
+
+  /**
+   * Keys typed while the first chat is being created, before its composer is shown, go into the
+   * composer (Enter sends once it exists), as they would have with the composer in focus.
+   */
+  typeWhileCreating(event) {
+    const target = event.target;
+    const typing = target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+    if (!this.creating || typing || event.defaultPrevented || event.isComposing || event.ctrlKey || event.metaKey || event.altKey) return;
+    const input = this.ui.input;
+    if (event.key.length === 1) input.value += event.key;
+    else if (event.key === "Backspace") input.value = input.value.slice(0, -1);
+    else if (event.key === "Enter" && !event.shiftKey) this.sendWhenCreated = Boolean(input.value.trim());
+    else if (event.key === "Enter") input.value += "\n";
+    else return;
+    event.preventDefault();
   }
 
   async closeSession(id) {

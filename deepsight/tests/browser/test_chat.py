@@ -133,6 +133,39 @@ def test_what_is_typed_right_after_new_chat_goes_to_the_new_chat(logged_in, note
     expect(box).to_have_value("A draft for the older chat")  # each tab keeps its own draft
 
 
+SLOW_SESSION_CREATE = """
+const fetch = window.fetch.bind(window);
+window.fetch = async (url, init = {}) => {
+  const creating = init.method === "POST" && /chat\\/sessions\\/$/.test(String(url));
+  if (creating) await new Promise((done) => setTimeout(done, 600));
+  return fetch(url, init);
+};
+"""
+
+
+@pytest.mark.parametrize("button", ["New chat", "Start chat"])
+def test_keys_typed_while_a_new_chat_is_being_created_are_its_first_message(logged_in, notebook, source, button):
+    # A user clicks and types at once; on a real network the new chat takes a moment to exist.
+    # Disabling the clicked button dropped the keyboard's focus: the first keys (all of them,
+    # with 400 ms of latency) went nowhere.
+    if button == "New chat":
+        session_with_messages(notebook, "Older chat", ["Earlier question", "Earlier answer"])
+    logged_in.add_init_script(SLOW_SESSION_CREATE)
+    page = open_notebook(logged_in, notebook)
+
+    page.get_by_role("button", name=button).click()
+    page.keyboard.type("Where is chlorophylx")
+    page.keyboard.press("Backspace")
+    page.keyboard.type("l?")
+    page.keyboard.press("Enter")
+
+    expect(chat_tabs(page)).to_have_count(2 if button == "New chat" else 1)
+    expect(answers(page).last).to_have_attribute("data-status", "complete")
+    expect(page.get_by_role("textbox", name="Message")).to_be_focused()
+    asked = SessionChatMessage.objects.filter(sender="user").exclude(session__title="Older chat")
+    assert list(asked.values_list("message", flat=True)) == ["Where is chlorophyll?"]
+
+
 def test_switching_tabs_keeps_each_history_and_loads_older_pages_on_scroll(logged_in, notebook):
     long = session_with_messages(notebook, "Long chat", [f"Long message {n}" for n in range(1, 71)])
     short = session_with_messages(notebook, "Short chat", ["Short question", "Short answer"])
