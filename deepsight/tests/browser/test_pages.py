@@ -144,3 +144,31 @@ def test_a_sources_parse_status_updates_without_a_reload_and_polling_stops_when_
     settled_at = len(source_polls)
     page.wait_for_timeout(1000)  # five intervals: nothing is unsettled, so nothing more is asked
     assert len([url for url in polls if "/sources/" in url]) == settled_at
+
+
+def test_a_page_message_does_not_cover_the_chat_and_goes_away(logged_in, notebook):
+    # "Source … added." stayed until the next page load, fixed over the composer's Send and Stop.
+    page = logged_in
+    page.goto(f"/notebooks/{notebook.pk}/")
+    page.get_by_label("Text", exact=True).fill("Mitochondria make ATP.")
+    page.get_by_role("button", name="Add text").click()
+    added = page.get_by_role("status").get_by_text(re.compile("^Source “.*” added\\.$"))
+    expect(added).to_be_visible()
+
+    page.get_by_role("button", name="Start chat").click()
+    page.get_by_role("textbox", name="Message").fill("What makes ATP?")
+    send = page.get_by_role("button", name="Send message")
+    expect(send).to_be_enabled()
+    hit = send.evaluate(
+        "(button) => { const r = button.getBoundingClientRect();"
+        " return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2)?.closest('button') === button; }"
+    )
+    assert hit, "a click on Send lands on something over it"
+    expect(added).to_have_count(0, timeout=10_000)  # a success goes away by itself
+
+    page.get_by_text("Paste text").click()  # folded once the notebook has sources
+    page.get_by_label("Text", exact=True).fill("Ribosomes make proteins.")
+    page.get_by_role("button", name="Add text").click()
+    expect(added).to_be_visible()
+    page.get_by_role("button", name="Dismiss").click()
+    expect(added).to_have_count(0, timeout=1_000)
