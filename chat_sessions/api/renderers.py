@@ -1,8 +1,9 @@
 """Content negotiation for the streaming routes.
 
 DRF must accept `Accept: text/event-stream` on them. The stream itself never goes through a
-renderer; this one only serves the error responses (404, 409...) that precede a stream, as JSON
-bodies, so a client reads them like any other API error.
+renderer; this one is only chosen for the error responses (404, 409...) that precede a stream,
+which `ChatAPIMixin.finalize_response` then renders as JSON labelled `application/json`, so a
+client reads them like any other API error.
 """
 
 from __future__ import annotations

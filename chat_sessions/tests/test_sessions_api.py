@@ -423,3 +423,22 @@ def test_an_empty_list_of_ones_own_notebook_is_an_empty_page(owner_client, noteb
 
     assert response.status_code == 200
     assert response.json()["sessions"] == []
+
+
+def test_what_the_api_answers_an_event_stream_client_in_json_is_labelled_json(owner_client, notebook, other_user):
+    # An EventSource-minded client (Accept: text/event-stream) got its errors, and any list, as
+    # JSON labelled `text/event-stream`: a client parsing by content type read them as SSE.
+    session = make_session(notebook)
+    foreign = make_session(NotebookFactory(owner=other_user))
+    stream = {"HTTP_ACCEPT": "text/event-stream"}
+
+    refused = owner_client.post(session_url(session) + "messages/", {"message": ""}, format="json", **stream)
+    unknown = owner_client.post(session_url(foreign) + "messages/", {"message": "Hi"}, format="json", **stream)
+    listed = owner_client.get(sessions_url(notebook.id), **stream)
+    resumed = owner_client.get(session_url(session) + "messages/999999/stream/", **stream)
+
+    for response, code in ((refused, 400), (unknown, 404), (listed, 200), (resumed, 404)):
+        assert response.status_code == code, response.content[:200]
+        assert response["Content-Type"] == "application/json", (code, response["Content-Type"])
+        response.json()
+    assert "message" in refused.json()
