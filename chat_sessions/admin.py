@@ -113,7 +113,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Close the selected sessions (messages are kept)")
     def close_sessions(self, request, queryset) -> None:
-        sessions = list(queryset.exclude(status=SessionStatus.CLOSED))
+        sessions = list(queryset.filter(status=SessionStatus.ACTIVE))
         for session in sessions:
             services.session_close(session=session)
         self.message_user(request, f"Closed {len(sessions)} session(s).", messages.SUCCESS)

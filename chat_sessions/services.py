@@ -117,7 +117,13 @@ def session_update(
 
 @transaction.atomic
 def session_close(*, session: ChatSession, now: datetime | None = None) -> ChatSession:
-    """Close the tab: the session leaves the tab list, its messages stay, a new message reopens it."""
+    """Close the tab: the session leaves the tab list, its messages stay, a new message reopens it.
+
+    A session already out of the tab list is left as it is: closing a closed one again keeps when
+    it was closed, and an archived one stays archived (closing it made it reopen on a message).
+    """
+    if session.status != SessionStatus.ACTIVE:
+        return session
     session.status = SessionStatus.CLOSED
     session.ended_at = now or timezone.now()
     session.save(update_fields=["status", "ended_at", "updated_at"])

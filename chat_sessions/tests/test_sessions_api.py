@@ -442,3 +442,20 @@ def test_what_the_api_answers_an_event_stream_client_in_json_is_labelled_json(ow
         assert response["Content-Type"] == "application/json", (code, response["Content-Type"])
         response.json()
     assert "message" in refused.json()
+
+
+@pytest.mark.parametrize("status", [SessionStatus.CLOSED, SessionStatus.ARCHIVED])
+def test_closing_a_session_out_of_the_tabs_changes_nothing(owner_client, notebook, status):
+    # DELETE on an archived session made it `closed`, and the next message then reopened it:
+    # closing a tab cannot undo an archive, nor move when a closed one was closed.
+    ended = timezone.now() - timedelta(days=3)
+    session = make_session(notebook, status=status, ended_at=ended)
+
+    response = owner_client.delete(session_url(session))
+
+    assert response.status_code == 204
+    session.refresh_from_db()
+    assert (session.status, session.ended_at) == (status, ended)
+    if status == SessionStatus.ARCHIVED:
+        refused = owner_client.post(session_url(session) + "messages/", {"message": "Hi"}, format="json")
+        assert refused.status_code == 409
