@@ -118,7 +118,8 @@ class SessionLifecycle(RuleBasedStateMachine):
         if model.id not in self.models:
             return
         assert self.api.delete(self.url(model)).status_code == 204
-        model.status = SessionStatus.CLOSED
+        if model.status == SessionStatus.ACTIVE:  # closed and archived ones stay as they are
+            model.status = SessionStatus.CLOSED
 
     @rule(model=sessions, status=st.sampled_from([SessionStatus.ACTIVE, SessionStatus.ARCHIVED]))
     def reopen_or_archive(self, model, status):
