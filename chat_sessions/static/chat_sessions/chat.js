@@ -516,6 +516,8 @@ class ChatPanel {
       url = `${this.sessionsUrl}?status=closed&page_size=${size}${search}`;
     }
     if (!url) return;
+    // Clicked or pressed, "Show more" has the focus, and may be hidden once the last page is in.
+    const fromMore = more && document.activeElement === ui.closedMore;
     const version = ++this.closedVersion;
     try {
       const body = await getJSON(url);
@@ -528,10 +530,7 @@ class ChatPanel {
       ui.closedMore.hidden = !this.closedNext;
       ui.closedEmpty.hidden = this.closedShown > 0;
       ui.closedEmpty.textContent = query ? `No closed chats match “${query}”.` : "No closed chats.";
-      // "Show more" may just have been hidden under the keyboard's focus: go on to what it showed.
-      if (more && items.length && (document.activeElement === ui.closedMore || ui.closedMore.hidden)) {
-        items[0].querySelector("[data-reopen]").focus();
-      }
+      if (fromMore && items.length) items[0].querySelector("[data-reopen]").focus();
     } catch (error) {
       if (version !== this.closedVersion) return;
       ui.closedEmpty.hidden = false;
