@@ -10,6 +10,8 @@ class ChatError(Exception):
     status_code = 400
     code = "invalid"
     default_message = "The request could not be carried out."
+    #: Seconds after which a retry may succeed, sent as `Retry-After`; None when waiting won't help.
+    retry_after: int | None = None
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message
@@ -41,6 +43,7 @@ class GenerationLimitReached(ChatError):
     status_code = 429
     code = "too_many_generations"
     default_message = "Too many answers are being generated for you at once. Try again shortly."
+    retry_after = 5  # an answer takes seconds: the hint spares a client from guessing
 
 
 class NoGenerationRunning(ChatError):

@@ -103,7 +103,8 @@ class ChatAPIMixin:
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, ChatError):
-            return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code)
+            headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+            return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code, headers=headers)
         return super().handle_exception(exc)
 
     def session_or_404(self) -> ChatSession:

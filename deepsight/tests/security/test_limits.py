@@ -291,6 +291,7 @@ def test_more_generations_at_once_than_allowed_is_a_429_until_one_ends(
 
     assert refused.status == 429
     assert refusal["code"] == "too_many_generations"
+    assert refused.headers["Retry-After"] == "5"  # when to try again, as the throttles' 429s say
     assert accepted[-1].type == "done"
 
 
