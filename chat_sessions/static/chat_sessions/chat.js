@@ -50,6 +50,8 @@ class ChatPanel {
     this.closedSearchTimer = 0;
     this.creating = false;
     this.sendWhenCreated = false;
+    // What was typed in the active chat when another browser tab closed it (`refreshSessions`).
+    this.unsentText = "";
     // Bumped by every local change to the session list, so an older list response cannot undo it.
     this.version = 0;
     this.frame = 0;
@@ -262,7 +264,12 @@ class ChatPanel {
       if (!byId.has(id)) this.forget(id);
     }
     if (this.activeId && !byId.has(this.activeId)) {
-      // Closed in another browser tab: the next tab becomes active, as if closed here.
+      // Closed in another browser tab: the next tab becomes active, as if closed here. Text not
+      // sent yet had no chat left to be a draft of: it goes to the next chat's message box.
+      if (this.ui.input.value.trim()) {
+        this.unsentText = this.ui.input.value;
+        this.showAlert("This chat was closed in another window. What you had typed is kept for your next message.");
+      }
       this.activeId = null;
       const next = this.sessions[removedIndex] || this.sessions[removedIndex - 1] || this.sessions[0];
       if (next) {
@@ -312,11 +319,18 @@ class ChatPanel {
       /* private mode: the active tab is simply not remembered */
     }
     const conversation = this.conversation(id);
-    if (switching && !keepInput) this.ui.input.value = conversation.draft;
+    if (switching && !keepInput) this.ui.input.value = this.withUnsentText(conversation.draft);
     this.render({ scroll: switching ? "bottom" : "auto" });
     this.autosize();
     if (focusTab) this.focusTab(id);
     if (load) await this.loadMessages(id);
+  }
+
+  /** `draft`, with the text of a chat closed elsewhere before it was sent (once; nothing is lost). */
+  withUnsentText(draft) {
+    const text = [draft, this.unsentText].filter(Boolean).join("\n\n");
+    this.unsentText = "";
+    return text;
   }
 
   async createSession() {
@@ -324,7 +338,7 @@ class ChatPanel {
     this.version += 1;
     // From this click on, what is typed belongs to the new chat, not to the tab still shown.
     if (this.activeId) this.conversation(this.activeId).draft = this.ui.input.value;
-    this.ui.input.value = "";
+    this.ui.input.value = this.withUnsentText("");
     this.creating = true;
     this.ui.newButton.disabled = true;
     this.ui.startButton.disabled = true;

@@ -427,6 +427,29 @@ def test_two_browser_tabs_on_one_session_stay_consistent(context, logged_in, not
     expect(second.get_by_role("button", name="Start chat")).to_be_visible(timeout=10_000)
 
 
+@pytest.mark.parametrize("others", [1, 0], ids=["another-chat-is-left", "no-chat-is-left"])
+def test_text_typed_in_a_chat_another_browser_tab_closes_is_kept(context, logged_in, notebook, others):
+    # It stayed in the hidden composer and was wiped by the next +, or replaced by the next tab's draft.
+    for number in range(others):
+        session_with_messages(notebook, f"Other chat {number}", ["Q", "A"])
+    session_with_messages(notebook, "Doomed chat", ["Q", "A"])
+    first = open_notebook(logged_in, notebook)
+    second = open_notebook(context.new_page(), notebook)
+    expect(active_tab(first)).to_have_text("Doomed chat")
+    first.get_by_role("textbox", name="Message").fill("A long question I have not sent yet")
+
+    second.get_by_role("button", name="Close chat Doomed chat").click()
+
+    expect(first.get_by_role("alert")).to_contain_text("closed in another window", timeout=10_000)
+    box = first.get_by_role("textbox", name="Message")
+    if others:
+        expect(active_tab(first)).to_have_text("Other chat 0")
+    else:
+        first.get_by_role("button", name="Start chat").click()
+        expect(chat_tabs(first)).to_have_count(1)
+    expect(box).to_have_value("A long question I have not sent yet")
+
+
 def test_ragflow_citation_markers_link_to_their_sources_numbered_in_order(logged_in, notebook):
     """RAGFlow cites `[ID:n]`, n a hash of the chunk id: shown as 1, 2... linking to the source."""
     session = session_with_messages(
