@@ -46,7 +46,6 @@ class ChatPanel {
     // Bumped by every closed-chats request, so an older answer (a previous search) is dropped.
     this.closedVersion = 0;
     this.closedNext = null;
-    this.closedShown = 0;
     this.closedSearchTimer = 0;
     this.creating = false;
     this.sendWhenCreated = false;
@@ -525,7 +524,8 @@ class ChatPanel {
     const query = ui.closedSearch.value.trim();
     let url = this.closedNext;
     if (!more) {
-      const size = refresh ? Math.min(Math.max(this.closedShown, CLOSED_PAGE_SIZE), SESSION_PAGE_SIZE) : CLOSED_PAGE_SIZE;
+      const shown = ui.closedList.children.length;
+      const size = refresh ? Math.min(Math.max(shown, CLOSED_PAGE_SIZE), SESSION_PAGE_SIZE) : CLOSED_PAGE_SIZE;
       const search = query ? `&q=${encodeURIComponent(query)}` : "";
       url = `${this.sessionsUrl}?status=closed&page_size=${size}${search}`;
     }
@@ -539,10 +539,9 @@ class ChatPanel {
       const items = body.sessions.map((session) => this.closedItem(session));
       if (more) ui.closedList.append(...items);
       else ui.closedList.replaceChildren(...items);
-      this.closedShown = ui.closedList.children.length;
       this.closedNext = body.next ? samePath(body.next) : null;
       ui.closedMore.hidden = !this.closedNext;
-      ui.closedEmpty.hidden = this.closedShown > 0;
+      ui.closedEmpty.hidden = ui.closedList.children.length > 0;
       ui.closedEmpty.textContent = query ? `No closed chats match “${query}”.` : "No closed chats.";
       if (fromMore && items.length) items[0].querySelector("[data-reopen]").focus();
     } catch (error) {
