@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -27,15 +27,16 @@ NOTHING_FOUND = (
 NO_SOURCES = "This notebook has no sources yet. Add a document or paste some text, then ask again."
 
 
-def _source_ids(ids: list[Any]) -> list[uuid.UUID]:
-    """The ids that can name a source; any other string names none (a session's ids are the client's)."""
-    valid = []
-    for value in ids:
-        try:
-            valid.append(uuid.UUID(str(value)))
-        except ValueError:
-            continue
-    return valid
+def _source_id(value: Any) -> uuid.UUID | None:
+    """The source id `value` can name; None for any other string (a session's ids are the client's)."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _source_ids(ids: Sequence[Any]) -> list[uuid.UUID]:
+    return [source_id for source_id in map(_source_id, ids) if source_id is not None]
 
 
 class LocalNotebookAgent(AgentBackend):
@@ -113,6 +114,13 @@ class NotebookAgent(AgentBackend):
 
     def on_session_created(self, *, session: Any) -> None:
         self.delegate.on_session_created(session=session)
+
+    def document_ids_unknown(self, *, container: Any, document_ids: Sequence[str]) -> list[str]:
+        """Both agents read a session's `rag_document_ids` as the notebook's source ids."""
+        found = set(
+            Source.objects.filter(notebook=container, pk__in=_source_ids(document_ids)).values_list("pk", flat=True)
+        )
+        return [value for value in dict.fromkeys(document_ids) if _source_id(value) not in found]
 
     async def session_close(self, *, remote_agent_id: str, remote_session_id: str) -> None:
         await self.delegate.session_close(remote_agent_id=remote_agent_id, remote_session_id=remote_session_id)

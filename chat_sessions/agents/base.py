@@ -120,6 +120,14 @@ class AgentBackend:
         """A short one-shot completion (used for titles). Raise `AgentError` on failure."""
         raise AgentError("This agent does not offer one-shot completions.", code="unsupported")
 
+    def document_ids_unknown(self, *, container: Any, document_ids: Sequence[str]) -> list[str]:
+        """Sync, may use the database: which of a new session's `rag_document_ids` name nothing in `container`.
+
+        The API refuses a session that names any, with a 400 listing them, rather than let it
+        answer as if the container had no documents. By default the ids are opaque: none is unknown.
+        """
+        return []
+
     def on_session_created(self, *, session: Any) -> None:
         """Sync, called after the session's row is committed (e.g. to provision a remote agent)."""
 

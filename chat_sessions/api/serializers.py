@@ -35,7 +35,9 @@ class StrictInputMixin:
     """Reject unknown keys: a typo or a server-owned field is an error the client should see.
 
     Also reject text that is not Unicode (a lone surrogate) before any field reads it, naming the
-    field: every error message that quotes the input can then be sent.
+    field: every error message that quotes the input can then be sent. In a form or multipart body
+    a field given twice (two `file` parts) is refused too, unless it takes a list: DRF would keep
+    the last and drop the others without a word.
     """
 
     def to_internal_value(self, data: Any) -> Any:
@@ -46,10 +48,30 @@ class StrictInputMixin:
             unknown = sorted(set(data) - set(self.fields) - form_only)
             if unknown:
                 raise serializers.ValidationError({name: ["This field cannot be set."] for name in unknown})
+            if isinstance(data, QueryDict):
+                repeated = sorted(
+                    name
+                    for name, values in data.lists()
+                    if len(values) > 1 and name in self.fields and not _takes_a_list(self.fields[name])
+                )
+                if repeated:
+                    raise serializers.ValidationError({name: ["Give this field once."] for name in repeated})
             unreadable = sorted(name for name, value in data.items() if text_holds_surrogate(value))
             if unreadable:
                 raise serializers.ValidationError({name: [NOT_TEXT] for name in unreadable})
         return super().to_internal_value(data)
+
+
+_LIST_FIELDS = (
+    serializers.ListField,
+    serializers.ListSerializer,
+    serializers.MultipleChoiceField,
+    serializers.ManyRelatedField,
+)
+
+
+def _takes_a_list(field: serializers.Field) -> bool:
+    return isinstance(field, _LIST_FIELDS)
 
 
 class MessageSerializer(serializers.ModelSerializer):

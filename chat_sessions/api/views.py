@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.exceptions import APIException, NotFound
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -22,6 +22,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from chat_sessions import selectors, services
+from chat_sessions.agents.registry import agent_backend
 from chat_sessions.api.filters import ChatSessionFilter, SessionFilterBackend
 from chat_sessions.api.forms import WriteFormsMixin
 from chat_sessions.api.pagination import MessageCursorPagination, SessionCursorPagination
@@ -188,6 +189,12 @@ class ChatSessionViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = ChatSessionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        document_ids = serializer.validated_data.get("rag_document_ids")
+        if document_ids:
+            unknown = agent_backend().document_ids_unknown(container=self.container, document_ids=document_ids)
+            if unknown:
+                shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+                raise ValidationError({"rag_document_ids": [f"No such document in this notebook: {shown}."]})
         session = services.session_create(container=self.container, user=request.user, **serializer.validated_data)
         return Response({"session": self._shown(session.pk)}, status=status.HTTP_201_CREATED)
 

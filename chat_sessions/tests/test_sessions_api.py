@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from chat_sessions.agents.base import AgentBackend
 from chat_sessions.models import ChatSession, SessionChatMessage, SessionStatus, TitleSource
 from chat_sessions.tests.factories import ChatSessionFactory, MessageFactory, NotebookFactory
 from chat_sessions.tests.paths import session_url, sessions_url
@@ -55,6 +56,38 @@ def test_bad_session_input_gets_a_field_level_400(owner_client, notebook, body):
     assert response.status_code == 400
     assert set(body) & set(response.json())
     assert not ChatSession.objects.exists()
+
+
+class ShelfAgent(AgentBackend):
+    """Knows the documents `doc-1` to `doc-3` in every container."""
+
+    def document_ids_unknown(self, *, container, document_ids):
+        return [value for value in document_ids if value not in {"doc-1", "doc-2", "doc-3"}]
+
+
+def test_the_agent_decides_which_document_ids_a_session_may_name(owner_client, notebook, settings):
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "AGENT_BACKEND": f"{__name__}.ShelfAgent"}
+    ids = [f"doc-{n}" for n in range(1, 15)]
+
+    refused = owner_client.post(sessions_url(notebook.id), {"rag_document_ids": ids}, format="json")
+    accepted = owner_client.post(sessions_url(notebook.id), {"rag_document_ids": ["doc-2"]}, format="json")
+
+    assert refused.status_code == 400
+    assert refused.json()["rag_document_ids"] == [
+        "No such document in this notebook: doc-4, doc-5, doc-6, doc-7, doc-8, doc-9, doc-10, doc-11, doc-12,"
+        " doc-13 and 1 more."
+    ]
+    assert accepted.status_code == 201
+    assert accepted.json()["session"]["rag_document_ids"] == ["doc-2"]
+
+
+def test_by_default_document_ids_are_the_clients_own(owner_client, notebook, settings):
+    settings.CHAT_SESSIONS = {**settings.CHAT_SESSIONS, "AGENT_BACKEND": "chat_sessions.agents.base.AgentBackend"}
+
+    response = owner_client.post(sessions_url(notebook.id), {"rag_document_ids": ["anything"]}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["session"]["rag_document_ids"] == ["anything"]
 
 
 def test_list_shows_active_sessions_most_recent_first(owner_client, notebook):

@@ -7,7 +7,8 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from chat_sessions.models import MessageStatus, SessionChatMessage
+from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage
+from chat_sessions.tests.factories import NotebookFactory, SourceFactory
 from deepsight.testing.sse import sse_request
 from notebooks.agents import NO_SOURCES, NOTHING_FOUND
 from notebooks.search import passages_rank, passages_split
@@ -121,19 +122,25 @@ def test_a_session_limited_to_some_sources_only_searches_those(owner_client, not
     assert "electrons" not in body["assistant_message"]["message"]
 
 
-def test_a_session_scoped_to_ids_that_name_no_source_answers_from_none(owner_client, notebook_id):
-    """Found by the stateful Schemathesis run: a malformed id was a 500 at the next message."""
-    owner_client.post(
+def test_a_session_scoped_to_ids_that_name_no_source_of_the_notebook_is_refused(owner_client, notebook_id, user):
+    """Such a session answered as if the notebook had no sources; now it is a 400 naming the ids."""
+    own = owner_client.post(
         f"/api/v1/notebooks/{notebook_id}/sources/", {"title": "A", "content": "Alpha particles."}, format="json"
+    ).json()["id"]
+    elsewhere = str(SourceFactory(notebook=NotebookFactory(owner=user)).id)
+    url = f"/api/v1/notebooks/{notebook_id}/chat/sessions/"
+
+    refused = owner_client.post(
+        url, {"rag_document_ids": [own, "not-a-source", "Ky\u0c7d", elsewhere, "not-a-source"]}, format="json"
     )
+    accepted = owner_client.post(url, {"rag_document_ids": [own, own.upper()]}, format="json")
 
-    malformed = ["not-a-source", "Ky\u0c7d"]
-
-    response = ask_in_scoped_session(owner_client, notebook_id, malformed, "What are alpha particles?")
-
-    assert response.status_code == 201
-    assert response.json()["assistant_message"]["status"] == MessageStatus.COMPLETE
-    assert "Alpha particles" not in response.json()["assistant_message"]["message"]
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "rag_document_ids": [f"No such document in this notebook: not-a-source, Ky\u0c7d, {elsewhere}."]
+    }
+    assert accepted.status_code == 201
+    assert ChatSession.objects.filter(container_id=notebook_id).count() == 1
 
 
 def test_bm25_prefers_the_passage_that_matches_more_rare_terms():

@@ -200,6 +200,32 @@ def test_source_needs_exactly_one_of_text_or_file(owner_client, user):
     assert response.status_code == 400
 
 
+def test_an_upload_of_two_files_in_one_request_is_refused_rather_than_keeping_one(owner_client, user):
+    notebook = NotebookFactory(owner=user)
+    first, second = SimpleUploadedFile("a.txt", b"first"), SimpleUploadedFile("b.txt", b"second")
+
+    response = owner_client.post(
+        f"/api/v1/notebooks/{notebook.id}/sources/", {"file": [first, second]}, format="multipart"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["file"] == ["Give this field once."]
+    assert not Source.objects.exists()
+
+
+def test_a_form_field_given_twice_is_refused_but_a_list_field_takes_every_value(owner_client, user):
+    notebook = NotebookFactory(owner=user)
+    url = f"/api/v1/notebooks/{notebook.id}/chat/sessions/"
+
+    twice = owner_client.post(url, {"title": ["One", "Two"]}, format="multipart")
+    tags = owner_client.post(url, {"title": "One", "tags": ["red", "blue"]}, format="multipart")
+
+    assert twice.status_code == 400
+    assert twice.json()["title"] == ["Give this field once."]
+    assert tags.status_code == 201, tags.json()
+    assert sorted(tags.json()["session"]["tags"]) == ["blue", "red"]
+
+
 @pytest.mark.parametrize("method", ["get", "delete"])
 def test_another_users_source_is_not_found(owner_client, other_user, method):
     source = SourceFactory(notebook=NotebookFactory(owner=other_user))
