@@ -523,23 +523,29 @@ class ChatPanel {
     const ui = this.ui;
     const query = ui.closedSearch.value.trim();
     let url = this.closedNext;
+    // A poll reads as many as are shown, past the API's largest page if "Show more" went there.
+    const wanted = refresh ? Math.max(ui.closedList.children.length, CLOSED_PAGE_SIZE) : CLOSED_PAGE_SIZE;
     if (!more) {
-      const shown = ui.closedList.children.length;
-      const size = refresh ? Math.min(Math.max(shown, CLOSED_PAGE_SIZE), SESSION_PAGE_SIZE) : CLOSED_PAGE_SIZE;
       const search = query ? `&q=${encodeURIComponent(query)}` : "";
-      url = `${this.sessionsUrl}?status=closed&page_size=${size}${search}`;
+      url = `${this.sessionsUrl}?status=closed&page_size=${Math.min(wanted, SESSION_PAGE_SIZE)}${search}`;
     }
     if (!url) return;
     // Clicked or pressed, "Show more" has the focus, and may be hidden once the last page is in.
     const fromMore = more && document.activeElement === ui.closedMore;
     const version = ++this.closedVersion;
     try {
-      const body = await getJSON(url);
-      if (version !== this.closedVersion) return;
-      const items = body.sessions.map((session) => this.closedItem(session));
+      const sessions = [];
+      let next = url;
+      do {
+        const body = await getJSON(next);
+        if (version !== this.closedVersion) return;
+        sessions.push(...body.sessions);
+        next = body.next ? samePath(body.next) : null;
+      } while (next && !more && sessions.length < wanted);
+      const items = sessions.map((session) => this.closedItem(session));
       if (more) ui.closedList.append(...items);
       else ui.closedList.replaceChildren(...items);
-      this.closedNext = body.next ? samePath(body.next) : null;
+      this.closedNext = next;
       ui.closedMore.hidden = !this.closedNext;
       ui.closedEmpty.hidden = ui.closedList.children.length > 0;
       ui.closedEmpty.textContent = query ? `No closed chats match “${query}”.` : "No closed chats.";

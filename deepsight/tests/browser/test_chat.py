@@ -274,6 +274,31 @@ def test_closed_chats_come_a_page_at_a_time_and_can_be_searched(logged_in, noteb
     expect(reopen_buttons).to_have_count(20)
 
 
+def test_a_closed_chats_list_shown_past_the_apis_largest_page_is_not_cut_back_by_the_poll(logged_in, notebook):
+    now = timezone.now()
+    for age in range(110):
+        ChatSessionFactory(
+            container=notebook,
+            title=f"Closed chat {age + 1:03d}",
+            status=SessionStatus.CLOSED,
+            last_activity=now - timedelta(minutes=age + 1),
+            ended_at=now - timedelta(minutes=age + 1),
+        )
+    page = open_notebook(logged_in, notebook)
+    popover = page.get_by_role("region", name="Closed chats")
+    reopen_buttons = popover.get_by_role("button", name=re.compile("^Reopen chat "))
+    page.get_by_role("button", name="Closed chats").click()
+    for shown in (40, 60, 80, 100, 110):
+        popover.get_by_role("button", name="Show more").click()
+        expect(reopen_buttons).to_have_count(shown)
+
+    page.wait_for_timeout(4500)  # a poll: it reads the 110 shown in two requests, not the first 100
+
+    expect(reopen_buttons).to_have_count(110)
+    expect(reopen_buttons.last).to_have_accessible_name("Reopen chat Closed chat 110")
+    expect(popover.get_by_role("button", name="Show more")).to_be_hidden()
+
+
 def test_rename_by_double_click_and_by_button_and_pin(logged_in, notebook):
     session_with_messages(notebook, "Old title", ["Question", "Answer"])
     other = session_with_messages(notebook, "Other chat", ["Q", "A"])
