@@ -5,7 +5,9 @@ Status changes and deletions go through the services, so the admin obeys the sam
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
@@ -17,9 +19,11 @@ from chat_sessions.models import (
     ChatSession,
     ChatSessionTag,
     CleanupStatus,
+    MessageStatus,
     RemoteSessionCleanup,
     SessionChatMessage,
     SessionStatus,
+    TitleSource,
 )
 from chat_sessions.rendering import markdown_to_safe_html
 
@@ -32,6 +36,16 @@ class ChatSessionTagInline(admin.TabularInline):
     extra = 0
 
 
+class SessionAdminForm(forms.ModelForm):
+    """Each field posts the value it was shown with, so the save can tell what this form changed
+    from what the session's user changed while the page was open (`ChatSessionAdmin.save_model`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.show_hidden_initial = True
+
+
 @admin.register(ChatSession)
 class ChatSessionAdmin(admin.ModelAdmin):
     list_display = ("title", "created_by", "container", "status", "pinned", "message_count", "last_activity")
@@ -41,6 +55,8 @@ class ChatSessionAdmin(admin.ModelAdmin):
     readonly_fields = (
         "id",
         "recent_messages",
+        "rag_document_ids",
+        "session_metadata",
         "message_count",
         "last_activity",
         "started_at",
@@ -51,6 +67,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
         "updated_at",
     )
     raw_id_fields = ("created_by", "container")
+    form = SessionAdminForm
     inlines = (ChatSessionTagInline,)
     actions = ("close_sessions", "reopen_sessions")
     date_hierarchy = "last_activity"
@@ -62,8 +79,6 @@ class ChatSessionAdmin(admin.ModelAdmin):
         Not an inline: an inline renders every message, and a session of 5,000 made its page
         take 9 s and 10 MB.
         """
-        if session._state.adding:  # the add page: a new session's id is set before it is saved
-            return "-"
         recent = list(session.messages.order_by("-message_order")[:RECENT_MESSAGES_SHOWN])[::-1]
         if not recent:
             return "No messages yet."
@@ -100,16 +115,28 @@ class ChatSessionAdmin(admin.ModelAdmin):
         for session in queryset:
             services.session_delete(session=session)
 
+    def has_add_permission(self, request) -> bool:
+        return False  # opened by its user (the page or the API), which sets owner, notebook and status together
+
     def save_model(self, request, obj: ChatSession, form, change: bool) -> None:
-        """A status chosen on the form is applied by the services, as the actions and the API do
-        (closing sets `ended_at`, reopening clears it and starts the session again)."""
-        if not change or "status" not in form.changed_data:
-            super().save_model(request, obj, form, change)
-            return
-        status = obj.status
-        obj.status = form.initial["status"]
-        super().save_model(request, obj, form, change)
-        services.session_update(session=obj, status=status)
+        """Write only what the form changed, so a rename or a pin made meanwhile by the user stays.
+
+        A status chosen on the form is applied by the services, as the actions and the API do
+        (closing sets `ended_at`, reopening clears it and starts the session again); a title
+        typed here is a person's, as a rename is, so naming it from the first exchange leaves it.
+        """
+        changed = list(form.changed_data)
+        status = None
+        if "status" in changed:
+            status, obj.status = obj.status, form.initial["status"]
+            changed.remove("status")
+        if "title" in changed and "title_source" not in changed:
+            obj.title_source = TitleSource.USER
+            changed.append("title_source")
+        if changed:
+            obj.save(update_fields=[*changed, "updated_at"])
+        if status is not None:
+            services.session_update(session=obj, status=status)
 
     @admin.action(description="Close the selected sessions (messages are kept)")
     def close_sessions(self, request, queryset) -> None:
@@ -126,6 +153,15 @@ class ChatSessionAdmin(admin.ModelAdmin):
         self.message_user(request, f"Reopened {len(sessions)} session(s).", messages.SUCCESS)
 
 
+class MessageAdminForm(forms.ModelForm):
+    def clean_status(self) -> str:
+        status = self.cleaned_data["status"]
+        if status == MessageStatus.STREAMING and self.initial.get("status") != MessageStatus.STREAMING:
+            # Only a running generation streams; a row marked so by hand would block its session.
+            raise forms.ValidationError("Only an answer being generated is streaming; choose another status.")
+        return status
+
+
 @admin.register(SessionChatMessage)
 class SessionChatMessageAdmin(admin.ModelAdmin):
     list_display = ("session", "message_order", "sender", "status", "timestamp")
@@ -139,12 +175,28 @@ class SessionChatMessageAdmin(admin.ModelAdmin):
         "client_message_id",
         "timestamp",
         "updated_at",
+        "metadata",
         "rendered",
     )
     raw_id_fields = ("session",)
+    form = MessageAdminForm
 
     def has_add_permission(self, request) -> bool:
         return False  # messages are added by sending them, which keeps their order gap-free
+
+    # Nor taken away one by one: that leaves gaps in `message_order`, a count that says otherwise,
+    # and a question without its answer. They go with their session. Not `has_delete_permission`:
+    # that would also stop deleting a session, notebook or user, which takes the messages along.
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "show_delete": False})
+
+    def delete_view(self, request, object_id, extra_context=None):
+        raise PermissionDenied("A message is deleted with its session.")
 
     @admin.display(description="Rendered")
     def rendered(self, message: SessionChatMessage) -> str:

@@ -109,9 +109,21 @@ def session_update(
     if status is not None and status != session.status:
         {
             SessionStatus.ACTIVE: session_reopen,
-            SessionStatus.CLOSED: session_close,
+            SessionStatus.CLOSED: _session_unarchive if session.status == SessionStatus.ARCHIVED else session_close,
             SessionStatus.ARCHIVED: session_archive,
         }[SessionStatus(status)](session=session)
+    return session
+
+
+def _session_unarchive(*, session: ChatSession) -> ChatSession:
+    """Archived to closed, asked for by name: out of the tabs still, but a new message reopens it.
+
+    Not `session_close`, which leaves an archived session as it is (the tab's x must not undo an
+    archive); choosing `closed` for one is the user saying so.
+    """
+    session.status = SessionStatus.CLOSED
+    session.ended_at = session.ended_at or timezone.now()
+    session.save(update_fields=["status", "ended_at", "updated_at"])
     return session
 
 

@@ -6,10 +6,22 @@ Deleting a notebook or a source goes through the services, as from the API and t
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.text import Truncator
 
 from chat_sessions.models import CleanupStatus
 from notebooks import services
 from notebooks.models import Notebook, RagFlowAgent, RagFlowDataset, RemoteCleanup, Source
+from notebooks.provisioning import (
+    agent_template_update_schedule,
+    ragflow_enabled,
+    remote_cleanup_retry,
+    source_sync_retry,
+)
+
+#: Characters of a source's text its admin page shows: the whole of a 10 MB upload's text would
+#: make the page heavy, and its form too large to post back (the request body limit, 1 MiB).
+CONTENT_SHOWN = 2_000
+RAGFLOW_OFF = "RAGFlow is not configured (RAGFLOW_BASE_URL), so nothing was queued."
 
 
 class SourceInline(admin.TabularInline):
@@ -45,7 +57,17 @@ class SourceAdmin(admin.ModelAdmin):
     search_fields = ("title", "notebook__name")
     list_select_related = ("notebook",)
     raw_id_fields = ("notebook",)
+    exclude = ("content",)
+    readonly_fields = ("content_start",)
     actions = ("ragflow_retry",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # added from the notebook's page or the API, which read the file's text and upload it
+
+    @admin.display(description="Text")
+    def content_start(self, source: Source) -> str:
+        """The start of the text the agent reads, read-only: it is read from the source, not typed."""
+        return Truncator(source.content).chars(CONTENT_SHOWN) + f" ({len(source.content):,} characters)"
 
     # As from the API: RAGFlow is owed the document, and the uploaded file is removed.
     def delete_model(self, request: HttpRequest, obj: Source) -> None:
@@ -57,8 +79,9 @@ class SourceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send the selected sources to RAGFlow again (upload or parse)")
     def ragflow_retry(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
-        from notebooks.provisioning import source_sync_retry
-
+        if not ragflow_enabled():
+            self.message_user(request, RAGFLOW_OFF, messages.WARNING)
+            return
         retried = sum(source_sync_retry(source=source) for source in queryset)
         self.message_user(request, f"{retried} source(s) queued for RAGFlow again.", messages.SUCCESS)
 
@@ -90,8 +113,9 @@ class RagFlowAgentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Update the selected agents to the current template and RAGFLOW_LLM_ID")
     def template_update(self, request: HttpRequest, queryset: QuerySet[RagFlowAgent]) -> None:
-        from notebooks.provisioning import agent_template_update_schedule
-
+        if not ragflow_enabled():
+            self.message_user(request, RAGFLOW_OFF, messages.WARNING)
+            return
         asked = sum(agent_template_update_schedule(agent=agent) for agent in queryset)
         self.message_user(
             request,
@@ -127,8 +151,9 @@ class RemoteCleanupAdmin(admin.ModelAdmin):
 
     @admin.action(description="Try the selected clean-ups again")
     def retry(self, request: HttpRequest, queryset: QuerySet[RemoteCleanup]) -> None:
-        from notebooks.provisioning import remote_cleanup_retry
-
+        if not ragflow_enabled():
+            self.message_user(request, RAGFLOW_OFF, messages.WARNING)
+            return
         retried = 0
         for cleanup in queryset.exclude(status=CleanupStatus.DONE):
             remote_cleanup_retry(cleanup=cleanup)

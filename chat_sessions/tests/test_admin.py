@@ -7,7 +7,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from chat_sessions.models import ChatSession, SessionStatus
+from chat_sessions import services
+from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage, SessionStatus, TitleSource
 from chat_sessions.tests.factories import ChatSessionFactory, MessageFactory, NotebookFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -92,12 +93,43 @@ def test_a_long_session_page_shows_its_newest_messages_and_links_to_all(staff_cl
     assert "120 session chat messages" in listed.content.decode()
 
 
-def test_a_new_sessions_page_opens_without_reading_messages(staff_client, django_assert_max_num_queries):
-    with django_assert_max_num_queries(8) as queries:
-        response = staff_client.get("/admin/chat_sessions/chatsession/add/")
+def test_sessions_and_messages_are_not_added_or_deleted_one_by_one_but_go_with_their_owner(staff_client):
+    session = ChatSessionFactory()
+    message = MessageFactory(session=session, message_order=1)
+    messages = "/admin/chat_sessions/sessionchatmessage/"
+
+    adding = staff_client.get("/admin/chat_sessions/chatsession/add/")
+    deleting = staff_client.post(f"{messages}{message.pk}/delete/", {"post": "yes"})
+    by_action = staff_client.post(
+        messages, {"action": "delete_selected", "_selected_action": [message.pk], "post": "yes"}
+    )
+    change_page = staff_client.get(f"{messages}{message.pk}/change/").content.decode()
+
+    assert adding.status_code == 403
+    assert deleting.status_code == 403
+    assert SessionChatMessage.objects.filter(pk=message.pk).exists()
+    assert by_action.status_code == 200  # "No action selected", nothing deleted
+    assert SessionChatMessage.objects.filter(pk=message.pk).exists()
+    assert f"{message.pk}/delete/" not in change_page
+
+    owner_deleted = staff_client.post(f"/admin/auth/user/{session.created_by_id}/delete/", {"post": "yes"})
+
+    assert owner_deleted.status_code == 302, owner_deleted.content.decode()[:2000]
+    assert not SessionChatMessage.objects.exists()
+
+
+def test_a_message_marked_streaming_by_hand_is_a_form_error(staff_client):
+    session = ChatSessionFactory()
+    MessageFactory(session=session, message_order=1)
+    answer = MessageFactory(session=session, message_order=2, sender="assistant", status=MessageStatus.COMPLETE)
+    url = f"/admin/chat_sessions/sessionchatmessage/{answer.pk}/change/"
+
+    response = staff_client.post(url, {**change_form(staff_client, url), "status": MessageStatus.STREAMING})
 
     assert response.status_code == 200
-    assert not [query for query in queries.captured_queries if "chat_sessions_sessionchatmessage" in query["sql"]]
+    assert "Only an answer being generated is streaming" in response.content.decode()
+    answer.refresh_from_db()
+    assert answer.status == MessageStatus.COMPLETE
 
 
 def test_close_and_reopen_actions_use_the_services(staff_client):
@@ -174,6 +206,35 @@ def test_a_status_changed_on_the_session_form_goes_through_the_services(staff_cl
 
     session.refresh_from_db()
     assert (session.status, session.ended_at) == (SessionStatus.ACTIVE, None)
+
+
+def test_an_archived_session_set_to_closed_on_the_form_is_closed(staff_client):
+    session = ChatSessionFactory(status=SessionStatus.ARCHIVED)
+    url = f"/admin/chat_sessions/chatsession/{session.pk}/change/"
+
+    staff_client.post(url, {**change_form(staff_client, url), "status": SessionStatus.CLOSED})
+
+    session.refresh_from_db()
+    assert session.status == SessionStatus.CLOSED
+
+
+def test_a_form_saves_only_what_it_changed_and_a_title_typed_there_is_the_users(staff_client):
+    session = ChatSessionFactory(title="New Chat", title_source=TitleSource.DEFAULT)
+    url = f"/admin/chat_sessions/chatsession/{session.pk}/change/"
+    form = change_form(staff_client, url)
+    ChatSession.objects.filter(pk=session.pk).update(title="The user's own", title_source=TitleSource.USER)
+
+    staff_client.post(url, {**form, "pinned": "on"})  # opened before the user's rename
+
+    session.refresh_from_db()
+    assert (session.title, session.title_source, session.pinned) == ("The user's own", TitleSource.USER, True)
+
+    ChatSession.objects.filter(pk=session.pk).update(title="New Chat", title_source=TitleSource.DEFAULT)
+    staff_client.post(url, {**change_form(staff_client, url), "title": "Named by staff"})
+
+    session.refresh_from_db()
+    assert (session.title, session.title_source) == ("Named by staff", TitleSource.USER)
+    assert not services.session_title_apply(session_id=session.pk, title="From the first exchange")
 
 
 def test_users_who_are_not_staff_cannot_open_the_admin(client, user):

@@ -249,6 +249,22 @@ def test_patch_pins_tags_and_archives(owner_client, notebook):
     assert body["ended_at"] is not None
 
 
+def test_patch_moves_an_archived_session_to_closed_where_the_tabs_close_leaves_it(owner_client, notebook):
+    session = make_session(notebook, status=SessionStatus.ARCHIVED, ended_at=timezone.now() - timedelta(days=2))
+    archived_at = session.ended_at
+
+    closing = owner_client.delete(session_url(session))
+    after_close = owner_client.get(session_url(session)).json()["session"]["status"]
+    patched = owner_client.patch(session_url(session), {"status": "closed"}, format="json")
+
+    assert closing.status_code == 204
+    assert after_close == "archived"
+    assert patched.status_code == 200
+    assert patched.json()["session"]["status"] == "closed"
+    session.refresh_from_db()
+    assert (session.status, session.ended_at) == (SessionStatus.CLOSED, archived_at)
+
+
 def test_patch_reopens_a_closed_session(owner_client, notebook):
     session = make_session(notebook, status=SessionStatus.CLOSED, ended_at=timezone.now())
 
