@@ -234,7 +234,9 @@ class ChatSessionUpdateSerializer(StrictInputMixin, serializers.Serializer):
 
 
 class MessageSendSerializer(StrictInputMixin, serializers.Serializer):
-    message = serializers.CharField(max_length=chat_settings.MAX_MESSAGE_LENGTH, trim_whitespace=True)
+    message = serializers.CharField(
+        max_length=chat_settings.MAX_MESSAGE_LENGTH, trim_whitespace=True, style={"base_template": "textarea.html"}
+    )
     client_message_id = serializers.RegexField(
         r"^[A-Za-z0-9_.:\-]{1,64}$",
         required=False,

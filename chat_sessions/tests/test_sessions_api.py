@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -455,6 +456,15 @@ def test_browsable_api_renders_the_session_list(client, user, notebook):
     assert response.status_code == 200
     assert b"<script>alert(1)</script>" not in response.content
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.content
+
+
+def test_the_browsable_apis_message_form_takes_several_lines(client, user, notebook):
+    client.force_login(user)
+    session = make_session(notebook)
+
+    page = client.get(session_url(session) + "messages/", HTTP_ACCEPT="text/html").content.decode()
+
+    assert re.search(r'<textarea[^>]*name="message"', page)
 
 
 @pytest.mark.parametrize("query", [{}, {"pinned": "maybe"}, {"cursor": "garbage"}, {"status": "nope"}])

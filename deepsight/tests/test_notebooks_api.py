@@ -6,6 +6,7 @@ import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
 
 from chat_sessions.tests.factories import NotebookFactory, SourceFactory
 from deepsight.testing.pdf import pdf_with_text
@@ -28,6 +29,32 @@ def test_owner_creates_lists_renames_and_deletes_a_notebook(owner_client, user):
 
     assert owner_client.delete(f"/api/v1/notebooks/{notebook_id}/").status_code == 204
     assert not Notebook.objects.filter(pk=notebook_id).exists()
+
+
+def test_the_api_root_and_each_notebook_link_where_to_go_next(owner_client, user):
+    notebook = NotebookFactory(owner=user)
+    base = "http://testserver/api/v1"
+
+    root = owner_client.get("/api/v1/")
+    listed = owner_client.get("/api/v1/notebooks/").json()["results"][0]
+    pasted = owner_client.post(listed["links"]["sources"], {"content": "Text"}, format="json")
+    sessions = owner_client.get(listed["links"]["sessions"])
+    page = owner_client.get("/api/v1/", HTTP_ACCEPT="text/html").content.decode()
+
+    assert root.json() == {
+        "notebooks": f"{base}/notebooks/",
+        "schema": f"{base}/schema/",
+        "docs": f"{base}/docs/",
+    }
+    assert listed["links"] == {
+        "self": f"{base}/notebooks/{notebook.id}/",
+        "sources": f"{base}/notebooks/{notebook.id}/sources/",
+        "sessions": f"{base}/notebooks/{notebook.id}/chat/sessions/",
+    }
+    assert pasted.status_code == 201
+    assert sessions.status_code == 200
+    assert f'href="{base}/notebooks/"' in page
+    assert APIClient().get("/api/v1/").status_code in (401, 403)
 
 
 def test_notebook_list_shows_only_the_users_own_notebooks(owner_client, user, other_user):

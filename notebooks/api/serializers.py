@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.reverse import reverse
 
 from chat_sessions.api.serializers import StrictInputMixin
 from notebooks.models import Notebook, Source
 from notebooks.uploads import ALLOWED_EXTENSIONS
 
 
+class NotebookLinksSerializer(serializers.Serializer):
+    self = serializers.URLField()
+    sources = serializers.URLField()
+    sessions = serializers.URLField()
+
+
 class NotebookSerializer(serializers.ModelSerializer):
+    links = serializers.SerializerMethodField(help_text="Where the notebook, its sources and its chat sessions are.")
     dataset_status = serializers.SerializerMethodField(
         help_text="The RAGFlow dataset's state (pending, ready, error, deleting); null without RAGFlow."
     )
@@ -17,8 +26,18 @@ class NotebookSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Notebook
-        fields = ("id", "name", "description", "dataset_status", "dataset_error", "created_at", "updated_at")
+        fields = ("id", "name", "description", "links", "dataset_status", "dataset_error", "created_at", "updated_at")
         read_only_fields = fields
+
+    @extend_schema_field(NotebookLinksSerializer)
+    def get_links(self, notebook: Notebook) -> dict[str, str]:
+        """Absolute with the request in the context (the browsable API makes them links), else paths."""
+        request = self.context.get("request")
+        return {
+            "self": reverse("notebooks_api:notebook-detail", args=[notebook.pk], request=request),
+            "sources": reverse("notebooks_api:source-list", args=[notebook.pk], request=request),
+            "sessions": reverse("chat_sessions:session-list", kwargs={"container_id": notebook.pk}, request=request),
+        }
 
     def get_dataset_status(self, notebook: Notebook) -> str | None:
         dataset = getattr(notebook, "ragflow_dataset", None)
@@ -57,7 +76,9 @@ class SourceCreateSerializer(StrictInputMixin, serializers.Serializer):
     """Either `content` (pasted text) or `file` (multipart upload), with an optional `title`."""
 
     title = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    content = serializers.CharField(max_length=1_000_000, required=False, trim_whitespace=False)
+    content = serializers.CharField(
+        max_length=1_000_000, required=False, trim_whitespace=False, style={"base_template": "textarea.html"}
+    )
     file = serializers.FileField(required=False, help_text=f"One of: {', '.join(ALLOWED_EXTENSIONS)}; at most 10 MB.")
 
     def validate(self, attrs: dict) -> dict:

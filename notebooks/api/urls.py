@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from notebooks.api.views import NotebookViewSet, SourceViewSet
+from notebooks.api.views import ApiRootView, NotebookViewSet, SourceViewSet
 
 app_name = "notebooks_api"
 
@@ -12,6 +12,7 @@ source_list = SourceViewSet.as_view({"get": "list", "post": "create"})
 source_detail = SourceViewSet.as_view({"get": "retrieve", "delete": "destroy"})
 
 urlpatterns = [
+    path("", ApiRootView.as_view(), name="api-root"),
     path("notebooks/", notebook_list, name="notebook-list"),
     path("notebooks/<uuid:notebook_id>/", notebook_detail, name="notebook-detail"),
     path("notebooks/<uuid:notebook_id>/sources/", source_list, name="source-list"),

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, status, viewsets
+from rest_framework import serializers as drf_serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
 
 from chat_sessions.api.forms import WriteFormsMixin
 from chat_sessions.api.pagination import CheckedPositionMixin, StrictPageSizeMixin
@@ -24,6 +27,25 @@ from notebooks.api.serializers import (
 )
 from notebooks.models import Notebook, Source
 from notebooks.uploads import UploadRejected
+
+
+class ApiRootView(APIView):
+    """Where the API starts: links to the notebooks, the schema and its docs (the browsable API's home)."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "ApiRoot",
+            {name: drf_serializers.URLField() for name in ("notebooks", "schema", "docs")},
+        )
+    )
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "notebooks": reverse("notebooks_api:notebook-list", request=request),
+                "schema": reverse("schema", request=request),
+                "docs": reverse("swagger-ui", request=request),
+            }
+        )
 
 
 class NotebookPagination(CheckedPositionMixin, StrictPageSizeMixin, CursorPagination):
@@ -62,10 +84,11 @@ class NotebookViewSet(WriteFormsMixin, mixins.ListModelMixin, viewsets.GenericVi
         serializer = NotebookWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         notebook = services.notebook_create(owner=request.user, **serializer.validated_data)
-        return Response(NotebookSerializer(notebook).data, status=status.HTTP_201_CREATED)
+        data = NotebookSerializer(notebook, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return Response(NotebookSerializer(self.notebook_or_404()).data)
+        return Response(NotebookSerializer(self.notebook_or_404(), context=self.get_serializer_context()).data)
 
     @extend_schema(request=NotebookWriteSerializer, responses={200: NotebookSerializer})
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -73,7 +96,7 @@ class NotebookViewSet(WriteFormsMixin, mixins.ListModelMixin, viewsets.GenericVi
         serializer = NotebookWriteSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         notebook = services.notebook_update(notebook=notebook, **serializer.validated_data)
-        return Response(NotebookSerializer(notebook).data)
+        return Response(NotebookSerializer(notebook, context=self.get_serializer_context()).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.notebook_delete(notebook=self.notebook_or_404())

@@ -75,6 +75,7 @@ MATRIX: dict[str, Route] = {
     "accounts/login/": Route("public", frozenset({"get", "head", "options", "post", "put"}), fmt="multipart"),
     "accounts/logout/": Route("public", frozenset({"post", "options"}), fmt="multipart"),
     # The REST API.
+    "api/v1/": Route("api-list", API_READ),  # links only, to signed-in callers
     "api/v1/notebooks/": Route("api-list", API_READ | {"post"}, {"post": _json(name="Mine")}),
     "api/v1/notebooks/<uuid:notebook_id>/": Route(
         "api-object", API_READ | {"patch", "delete"}, {"patch": _json(name="Hijacked")}
