@@ -9,6 +9,7 @@ from django import forms
 from django.db.models import Exists, OuterRef, QuerySet
 from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework.exceptions import ValidationError
 
 from chat_sessions.models import ChatSession, ChatSessionTag, SessionStatus
 
@@ -102,6 +103,15 @@ class SessionFilterBackend(DjangoFilterBackend):
 
     def filter_queryset(self, request, queryset, view):
         filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None:
+            repeated = sorted(
+                name
+                for name, values in request.query_params.lists()
+                if len(values) > 1 and name in filterset_class.base_filters
+            )
+            if repeated:
+                # A form would keep the last and ignore the rest: `?tag=a&tag=b` listed the `b`s alone.
+                raise ValidationError({name: ["Give this filter once."] for name in repeated})
         unfiltered = getattr(filterset_class, "unfiltered", None)
         if unfiltered is not None and self.names_no_filter(request, filterset_class):
             return unfiltered(queryset)

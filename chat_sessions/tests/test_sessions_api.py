@@ -135,6 +135,16 @@ def test_list_rejects_a_malformed_filter(owner_client, notebook):
     assert "status" in response.json()
 
 
+def test_a_filter_given_twice_is_a_400_rather_than_the_last_one_alone(owner_client, notebook):
+    tagged = make_session(notebook, title="Tagged b")
+    tagged.tag_set.create(name="b")
+
+    response = owner_client.get(sessions_url(notebook.id) + "?tag=a&tag=b")
+
+    assert response.status_code == 400
+    assert response.json() == {"tag": ["Give this filter once."]}
+
+
 def test_cursor_pagination_walks_every_session_once(owner_client, notebook):
     now = timezone.now()
     created = [make_session(notebook, last_activity=now - timedelta(minutes=i)) for i in range(7)]
