@@ -15,7 +15,7 @@ from typing import Any
 
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.db import close_old_connections, connection
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from chat_sessions.api.views import MessageStreamView, MessagesView, SessionStopView
@@ -136,6 +136,12 @@ def _wants_json(request: HttpRequest) -> bool:
     return "text/event-stream" not in accept and ("application/json" in accept or "text/html" in accept)
 
 
+def _wants_page(request: HttpRequest) -> bool:
+    """A browser's form (the browsable API's): it is shown the conversation, not the JSON it sent for."""
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and "application/json" not in accept and "text/event-stream" not in accept
+
+
 @csrf_exempt  # DRF's SessionAuthentication enforces CSRF for cookie-authenticated requests.
 async def messages_endpoint(request: HttpRequest, **kwargs: Any) -> HttpResponse:
     """GET: the message history. POST: send a message; stream (default) or wait for the answer."""
@@ -164,6 +170,9 @@ async def messages_endpoint(request: HttpRequest, **kwargs: Any) -> HttpResponse
     if _wants_json(request):
         _release_request_thread()
         final = await _wait_for_answer(message_id)
+        if _wants_page(request):
+            # Post, redirect, get: the history, with the answer, and no resend on a reload.
+            return HttpResponseRedirect(request.path, status=303)
         return JsonResponse(
             {"user_message": message_as_dict(prepared.started.user_message), "assistant_message": final},
             status=200 if prepared.started.replayed else 201,

@@ -143,6 +143,26 @@ def test_a_session_scoped_to_ids_that_name_no_source_of_the_notebook_is_refused(
     assert ChatSession.objects.filter(container_id=notebook_id).count() == 1
 
 
+def test_a_message_sent_from_the_browsable_apis_form_leads_to_the_conversation(client, user, notebook_id):
+    """A browser's form post waits for the answer, then is sent to the history page (post, redirect, get)."""
+    client.force_login(user)
+    url = f"/api/v1/notebooks/{notebook_id}/chat/sessions/"
+    session_id = client.post(url, {}, content_type="application/json").json()["session"]["id"]
+    messages = f"{url}{session_id}/messages/"
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+    sent = client.post(messages, {"message": "What is here?\nAnything?"}, HTTP_ACCEPT=browser)
+    page = client.get(sent["Location"], HTTP_ACCEPT=browser)
+
+    assert sent.status_code == 303
+    assert sent["Location"] == messages
+    assert page.status_code == 200
+    assert "What is here?" in page.content.decode()
+    saved = SessionChatMessage.objects.filter(session_id=session_id).order_by("message_order")
+    assert [m.status for m in saved] == [MessageStatus.COMPLETE, MessageStatus.COMPLETE]
+    assert saved[0].message == "What is here?\nAnything?"
+
+
 def test_bm25_prefers_the_passage_that_matches_more_rare_terms():
     passages = [
         *passages_split(source_id="1", title="Plants", content="Chlorophyll absorbs light. Plants are green."),
