@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import aiohttp
@@ -45,6 +45,21 @@ def stream_timeout(*, connect: float | None = None) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
         total=None, connect=chat_settings.HTTP_CONNECT_TIMEOUT if connect is None else connect, sock_read=None
     )
+
+
+async def stream_open(
+    request: Awaitable[aiohttp.ClientResponse], *, idle_timeout: float | None = None
+) -> aiohttp.ClientResponse:
+    """Send a streamed request and wait for its response's headers, `idle_timeout` s at most.
+
+    `stream_timeout()` turns aiohttp's `sock_read` off and `ReadWatch` watches the body, which only
+    starts with the headers: an upstream that takes the connection and never answers held the turn
+    (and its session, and one of its user's answers) until `MAX_GENERATION_SECONDS`. Raises
+    `TimeoutError`. Use the response as `async with response:`.
+    """
+    idle = chat_settings.HTTP_READ_TIMEOUT if idle_timeout is None else idle_timeout
+    async with asyncio.timeout(idle):
+        return await request
 
 
 class ReadWatch:

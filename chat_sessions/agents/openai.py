@@ -23,7 +23,7 @@ from chat_sessions.agents.base import (
     Turn,
     UsageEvent,
 )
-from chat_sessions.agents.http import StreamEndedEarly, http_session, sse_json_frames, stream_timeout
+from chat_sessions.agents.http import StreamEndedEarly, http_session, sse_json_frames, stream_open, stream_timeout
 from chat_sessions.agents.thinking import ThinkSplitter
 from chat_sessions.conf import chat_settings
 
@@ -71,9 +71,12 @@ class OpenAICompatibleAgent(AgentBackend):
         splitter = ThinkSplitter()
         finished = False
         try:
-            async with http_session().post(
-                f"{self.base_url}/chat/completions", json=body, headers=self._headers(), timeout=stream_timeout()
-            ) as response:
+            response = await stream_open(
+                http_session().post(
+                    f"{self.base_url}/chat/completions", json=body, headers=self._headers(), timeout=stream_timeout()
+                )
+            )
+            async with response:
                 await _raise_for_status(response)
                 try:
                     async for frame in sse_json_frames(response):

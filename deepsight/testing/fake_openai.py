@@ -31,6 +31,7 @@ from deepsight.testing.servers import AiohttpThread
 class Script:
     tokens: list[str] = field(default_factory=lambda: ["Hello", " from", " the", " fake", " model."])
     delay: float = 0.0
+    headers_delay: float = 0.0  # a server that took the request and is stuck before answering
     first_token_delay: float = 0.0
     fail_after: int | None = None
     error_after: int | None = None
@@ -101,6 +102,8 @@ class FakeOpenAI:
                     "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14},
                 }
             )
+        if script.headers_delay:
+            await asyncio.sleep(script.headers_delay)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         if script.first_token_delay:

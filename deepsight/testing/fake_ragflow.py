@@ -19,9 +19,9 @@ Version switches (`FakeRagFlow(version=(0, 26))`), per the reference:
 
 Scripted behaviour of the next completions (`fake.script(...)`, one per request, then `default`):
 tokens (with `{ID}` standing for the first cited chunk's number), thinking, a code-500 frame after N
-tokens, a dropped connection after N tokens, a slow first token, extra workflow/node events, the
-legacy `{"code":0,"data":true}` terminator. Other calls can be made to fail (`fake.fail(...)`).
-Every request is kept in `fake.requests`.
+tokens, a dropped connection after N tokens, headers that are slow to come, a slow first token,
+extra workflow/node events, the legacy `{"code":0,"data":true}` terminator. Other calls can be made
+to fail (`fake.fail(...)`). Every request is kept in `fake.requests`.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ class Script:
     #: The answer's deltas; None: a sentence quoted from the best chunk, then its `[ID:n]`.
     tokens: list[str] | None = None
     delay: float = 0.0
+    #: Seconds before the response's headers: a server that took the request and is stuck.
+    headers_delay: float = 0.0
     first_token_delay: float = 0.0
     #: Reasoning deltas, sent between `start_to_think` and `end_to_think` frames.
     thinking: list[str] = field(default_factory=list)
@@ -671,6 +673,8 @@ class FakeRagFlow:
         first_key = next(iter(cited), "0")
         tokens = [token.replace("{ID}", first_key) for token in tokens]
 
+        if script.headers_delay:
+            await asyncio.sleep(script.headers_delay)
         response = web.StreamResponse(headers=SSE_HEADERS)
         await response.prepare(request)
         # The client may go away mid-answer (its read timeout): then there is nothing left to send.

@@ -31,7 +31,7 @@ import aiohttp
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
-from chat_sessions.agents.http import ReadWatch, http_session, json_value, stream_timeout
+from chat_sessions.agents.http import ReadWatch, http_session, json_value, stream_open, stream_timeout
 from notebooks.ragflow.errors import (
     RagFlowAuthError,
     RagFlowError,
@@ -323,15 +323,21 @@ class RagFlowClient:
         what = "POST /agents/…/completions"
         parser = CompletionParser()
         try:
-            async with self._http().post(
-                f"{self.api_url}/agents/{agent_id}/completions",
-                json=body,
-                headers=self._headers(),
-                timeout=stream_timeout(connect=self.connect_timeout),
-            ) as response:
+            response = await stream_open(
+                self._http().post(
+                    f"{self.api_url}/agents/{agent_id}/completions",
+                    json=body,
+                    headers=self._headers(),
+                    timeout=stream_timeout(connect=self.connect_timeout),
+                ),
+                idle_timeout=self.stream_read_timeout,
+            )
+            async with response:
                 if "text/event-stream" not in response.headers.get("Content-Type", ""):
                     # An error envelope (or a non-stream answer) instead of a stream.
-                    self._envelope_data(response.status, await response.read(), what=what)
+                    async with asyncio.timeout(self.stream_read_timeout):
+                        envelope = await response.read()
+                    self._envelope_data(response.status, envelope, what=what)
                     raise RagFlowProtocolError("RAGFlow answered a streaming request without a stream.")
                 with ReadWatch(response, idle_timeout=self.stream_read_timeout) as watch:
                     async for data in response.content.iter_any():

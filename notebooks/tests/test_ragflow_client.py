@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 import aiohttp
 import pytest
@@ -370,6 +371,19 @@ async def test_a_first_token_slower_than_the_read_timeout_is_a_timeout(client, f
 
     with pytest.raises(RagFlowTimeout):
         await frames_of(client, agent_id, session_id)
+
+
+async def test_a_server_that_takes_the_question_and_never_answers_is_a_timeout(client, fake_ragflow):
+    """Found by a probe: nothing limited the wait for the headers, so the turn hung for 10 minutes."""
+    agent_id, session_id, _ = await agent_with_answer(client, fake_ragflow)
+    client.stream_read_timeout = 0.3
+    fake_ragflow.script(tokens=["Never."], headers_delay=3.0)
+    started = time.monotonic()
+
+    with pytest.raises(RagFlowTimeout):
+        await frames_of(client, agent_id, session_id)
+
+    assert time.monotonic() - started < 2.0
 
 
 async def test_a_slow_first_token_within_the_read_timeout_still_answers(client, fake_ragflow):

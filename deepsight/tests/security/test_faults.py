@@ -65,6 +65,8 @@ OPENAI_FAULTS = {
     "refuses-with-http-500": ({"status": 500}, "upstream_error", ""),
     "refuses-our-key": ({"status": 401}, "upstream_auth", ""),
     "times-out-before-the-first-token": ({"first_token_delay": 3}, "upstream_unavailable", ""),
+    # Takes the request and never answers it: its headers never come.
+    "never-answers-the-request": ({"headers_delay": 3}, "upstream_unavailable", ""),
     # Open, silent, and never a `[DONE]`: the read timeout ends it.
     "goes-silent-and-never-sends-the-terminator": ({"delay": 3}, "upstream_unavailable", "one "),
     "dies-after-two-tokens": ({"fail_after": 2}, "upstream_unavailable", "one two "),
@@ -456,6 +458,7 @@ def ragflow_chat(ragflow, user):
 RAGFLOW_FAULTS = {
     "refuses-with-an-html-502": ("fail", {"status": 502, "code": None}, UNREACHABLE, ""),
     "times-out-before-the-first-token": ("script", {"first_token_delay": 3}, TOO_SLOW, ""),
+    "never-answers-the-request": ("script", {"headers_delay": 3}, TOO_SLOW, ""),
     "dies-after-two-tokens": ("script", {"drop_after": 2}, BROKE_OFF, "one two "),
     "sends-a-code-500-frame": ("script", {"error_after": 2}, BROKE_OFF, "one two "),
     # Open, silent, and never a `message_end` or `[DONE]`: the read timeout ends it.
