@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat_sessions.agents.base import AgentBackend, AgentEvent, ReferenceEvent, TokenEvent, Turn
+from chat_sessions.agents.base import AgentBackend, AgentError, AgentEvent, ReferenceEvent, TokenEvent, Turn
 from notebooks.models import Source
 from notebooks.search import Passage, passages_rank, passages_split
 
@@ -37,6 +37,12 @@ def _source_id(value: Any) -> uuid.UUID | None:
 
 def _source_ids(ids: Sequence[Any]) -> list[uuid.UUID]:
     return [source_id for source_id in map(_source_id, ids) if source_id is not None]
+
+
+def _ragflow_agent_class() -> type[AgentBackend]:
+    from notebooks.ragflow.agent import RagFlowNotebookAgent
+
+    return RagFlowNotebookAgent
 
 
 class LocalNotebookAgent(AgentBackend):
@@ -123,4 +129,8 @@ class NotebookAgent(AgentBackend):
         return [value for value in dict.fromkeys(document_ids) if _source_id(value) not in found]
 
     async def session_close(self, *, remote_agent_id: str, remote_session_id: str) -> None:
+        if remote_session_id and not isinstance(self.delegate, _ragflow_agent_class()):
+            # A conversation RAGFlow still holds, and RAGFlow switched off since: the clean-up stays
+            # owed (failed, retried from the admin once RAGFlow is back), never marked done.
+            raise AgentError("RAGFlow is not configured, so its conversation was not deleted.", code="not_configured")
         await self.delegate.session_close(remote_agent_id=remote_agent_id, remote_session_id=remote_session_id)

@@ -335,3 +335,28 @@ def test_a_user_deletion_that_rolls_back_keeps_their_files_and_owes_ragflow_noth
     assert uploaded.file.storage.exists(uploaded.file.name)
     assert not RemoteCleanup.objects.exists()
     assert uploaded.remote_document_id in ragflow.documents
+
+
+def test_a_conversation_deleted_while_ragflow_is_switched_off_stays_owed_not_done(
+    settings, user, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Found by a probe: its clean-up was marked done, and the conversation stayed in RAGFlow for good."""
+    from chat_sessions import tasks as chat_tasks
+    from chat_sessions.agents.registry import agent_backends_reset
+    from chat_sessions.models import RemoteSessionCleanup
+    from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory
+
+    settings.RAGFLOW_BASE_URL = ""
+    agent_backends_reset()
+    monkeypatch.setitem(chat_tasks.remote_session_delete.app.conf, "task_eager_propagates", False)
+    notebook = NotebookFactory(owner=user)
+    session = ChatSessionFactory(
+        container=notebook, created_by=user, remote_agent_id="agent-7", remote_session_id="conv-42"
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        chat_services.session_delete(session=session)
+
+    cleanup = RemoteSessionCleanup.objects.get()
+    assert cleanup.status == CleanupStatus.FAILED
+    assert cleanup.last_error == "RAGFlow is not configured, so its conversation was not deleted."
