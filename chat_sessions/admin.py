@@ -162,8 +162,32 @@ class MessageAdminForm(forms.ModelForm):
         return status
 
 
+class DeletedWithOwnerMixin:
+    """Rows the admin may not delete one by one, only along with what owns them.
+
+    Not `has_delete_permission`: that would also stop deleting the owner (a session, a notebook, a
+    user), whose deletion takes these rows along. The delete action, link and page go instead.
+    """
+
+    deleted_with = "what owns it"
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "show_delete": False})
+
+    def delete_view(self, request, object_id, extra_context=None):
+        raise PermissionDenied(f"This is deleted with {self.deleted_with}.")
+
+
 @admin.register(SessionChatMessage)
-class SessionChatMessageAdmin(admin.ModelAdmin):
+class SessionChatMessageAdmin(DeletedWithOwnerMixin, admin.ModelAdmin):
+    """Messages: read, and corrected (text, status), but added only by sending and deleted only with
+    their session (one taken away left gaps in `message_order`, a wrong count, a lone question)."""
+
     list_display = ("session", "message_order", "sender", "status", "timestamp")
     list_filter = ("status", "sender")
     search_fields = ("message", "session__title")
@@ -180,23 +204,10 @@ class SessionChatMessageAdmin(admin.ModelAdmin):
     )
     raw_id_fields = ("session",)
     form = MessageAdminForm
+    deleted_with = "its session"
 
     def has_add_permission(self, request) -> bool:
         return False  # messages are added by sending them, which keeps their order gap-free
-
-    # Nor taken away one by one: that leaves gaps in `message_order`, a count that says otherwise,
-    # and a question without its answer. They go with their session. Not `has_delete_permission`:
-    # that would also stop deleting a session, notebook or user, which takes the messages along.
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "show_delete": False})
-
-    def delete_view(self, request, object_id, extra_context=None):
-        raise PermissionDenied("A message is deleted with its session.")
 
     @admin.display(description="Rendered")
     def rendered(self, message: SessionChatMessage) -> str:

@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.text import Truncator
 
+from chat_sessions.admin import DeletedWithOwnerMixin
 from chat_sessions.models import CleanupStatus
 from notebooks import services
 from notebooks.models import Notebook, RagFlowAgent, RagFlowDataset, RemoteCleanup, Source
@@ -87,7 +88,11 @@ class SourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(RagFlowDataset)
-class RagFlowDatasetAdmin(admin.ModelAdmin):
+class RagFlowDatasetAdmin(DeletedWithOwnerMixin, admin.ModelAdmin):
+    """Deleted with its notebook, which owes RAGFlow the dataset: a row deleted alone left the
+    dataset and its documents in RAGFlow with nothing to say they were there."""
+
+    deleted_with = "its notebook"
     list_display = ("name", "notebook", "remote_id", "status", "last_error", "updated_at")
     list_filter = ("status",)
     search_fields = ("name", "remote_id", "notebook__name")
@@ -95,7 +100,10 @@ class RagFlowDatasetAdmin(admin.ModelAdmin):
 
 
 @admin.register(RagFlowAgent)
-class RagFlowAgentAdmin(admin.ModelAdmin):
+class RagFlowAgentAdmin(DeletedWithOwnerMixin, admin.ModelAdmin):
+    """Deleted with its notebook, which owes RAGFlow the agent and its conversations."""
+
+    deleted_with = "its notebook"
     list_display = (
         "title",
         "notebook",

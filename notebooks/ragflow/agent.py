@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from chat_sessions.agents.base import (
     AgentBackend,
@@ -54,7 +55,7 @@ UNREACHABLE = "RAGFlow could not be reached. Try again in a moment."
 TOO_SLOW = "RAGFlow took too long to answer. Try again in a moment."
 BROKE_OFF = "RAGFlow stopped while answering. The answer so far is kept; try asking again."
 UNREADABLE = "RAGFlow sent an answer deepsight could not read."
-AGENT_MISSING = "RAGFlow no longer has this notebook's agent. An administrator needs to check it."
+AGENT_MISSING = "RAGFlow no longer had this notebook's assistant; it is being made again. Ask again in a minute."
 
 
 class RagFlowNotebookAgent(AgentBackend):
@@ -119,6 +120,9 @@ class RagFlowNotebookAgent(AgentBackend):
                     yield event
         except RagFlowError as exc:
             logger.warning("RAGFlow answer for session %s failed: %s", turn.session_id, exc.message)
+            if isinstance(exc, RagFlowNotFound) and not answered:
+                # Its sessions are reopened above: what is gone is the agent (deleted in RAGFlow).
+                await db_call(_agent_forget, notebook_id=turn.container_id, remote_id=agent_id)
             message, code = _user_error(exc)
             if answered:
                 yield ErrorEvent(message, code=code)
@@ -155,6 +159,17 @@ async def _agent_ready_wait(*, notebook_id: str) -> str:
         if status != RemoteStatus.PENDING or time.monotonic() >= deadline:
             return ""
         await asyncio.sleep(AGENT_READY_POLL_SECONDS)
+
+
+def _agent_forget(*, notebook_id: str, remote_id: str) -> None:
+    """RAGFlow no longer has the notebook's agent: forget its id, so the next question makes it again
+    (`prepare_turn` re-provisions an agent in `error` with no remote id) and the admin says why."""
+    RagFlowAgent.objects.filter(notebook_id=notebook_id, remote_id=remote_id).update(
+        remote_id="",
+        status=RemoteStatus.ERROR,
+        last_error="RAGFlow no longer had this agent (deleted there?); it is made again at the next question.",
+        updated_at=timezone.now(),
+    )
 
 
 def _agent_state(*, notebook_id: str) -> tuple[str, str]:

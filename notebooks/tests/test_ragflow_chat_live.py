@@ -13,8 +13,8 @@ import pytest
 from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage
 from deepsight.testing.sse import sse_request
 from notebooks import services, tasks
-from notebooks.models import ParseStatus, RagFlowAgent
-from notebooks.ragflow.agent import AUTH_FAILED, BROKE_OFF, NOT_READY, SETUP_FAILED
+from notebooks.models import ParseStatus, RagFlowAgent, RemoteStatus
+from notebooks.ragflow.agent import AGENT_MISSING, AUTH_FAILED, BROKE_OFF, NOT_READY, SETUP_FAILED
 from notebooks.tests.conftest import EDITED_PROMPT, RAGFLOW_TEST_KEY, answer_prompt
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -309,3 +309,29 @@ def test_a_ragflow_session_that_disappeared_is_replaced_and_the_question_answere
     chat.refresh_from_db()
     assert chat.remote_session_id not in ("", lost)
     assert chat.remote_session_id in ragflow.sessions
+
+
+def test_an_agent_deleted_in_ragflow_is_made_again_and_the_next_question_answered(
+    live_server_asgi, ragflow, chat, user_token
+):
+    """Found by a probe: every question failed for good, and the admin showed the agent ready."""
+    ask(live_server_asgi, chat, user_token)
+    lost = RagFlowAgent.objects.get(notebook_id=chat.container_id).remote_id
+    ragflow.agents.clear()  # deleted in RAGFlow behind deepsight's back
+    ragflow.sessions.clear()
+
+    failed = ask(live_server_asgi, chat, user_token)
+    agent = RagFlowAgent.objects.get(notebook_id=chat.container_id)
+    agent_after_failure = (agent.remote_id, agent.status, agent.last_error)
+    events = ask(live_server_asgi, chat, user_token)
+
+    assert failed[-1].type == "error"
+    assert failed[-1].data["message"] == AGENT_MISSING
+    assert agent_after_failure[:2] == ("", RemoteStatus.ERROR)
+    assert "no longer had this agent" in agent_after_failure[2]
+    assert events[-1].type == "done"
+    assert answer_text(events).startswith("Your sources say:")
+    agent.refresh_from_db()
+    assert (agent.status, agent.last_error) == (RemoteStatus.READY, "")
+    assert agent.remote_id not in ("", lost)
+    assert agent.remote_id in ragflow.agents
