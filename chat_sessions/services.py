@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from chat_sessions.agents.base import AgentError
@@ -639,6 +639,10 @@ def remote_session_cleanup_run(*, cleanup_id: int, last_attempt: bool) -> bool:
 
 #: A pending clean-up untouched this long lost its task (a broker restart, a killed worker).
 CLEANUP_STUCK_AFTER = timedelta(hours=1)
+#: A pending clean-up never attempted this long after it was written (or last asked for) had no
+#: task: its upstream was switched off when it was written. It is asked for at the next sweep
+#: rather than an hour later, since until then RAGFlow still answers from what was deleted here.
+CLEANUP_NEVER_TRIED_AFTER = timedelta(minutes=1)
 
 
 def remote_cleanups_claim_stuck(*, model: type[RemoteCleanupBase], now: datetime, limit: int = 100) -> list[int]:
@@ -647,9 +651,10 @@ def remote_cleanups_claim_stuck(*, model: type[RemoteCleanupBase], now: datetime
     They are marked as touched, so the next sweep leaves them to the task asked for now.
     """
     stuck = list(
-        model.objects.filter(status=CleanupStatus.PENDING, updated_at__lt=now - CLEANUP_STUCK_AFTER).values_list(
-            "pk", flat=True
-        )[:limit]
+        model.objects.filter(
+            Q(updated_at__lt=now - CLEANUP_STUCK_AFTER) | Q(attempts=0, updated_at__lt=now - CLEANUP_NEVER_TRIED_AFTER),
+            status=CleanupStatus.PENDING,
+        ).values_list("pk", flat=True)[:limit]
     )
     model.objects.filter(pk__in=stuck).update(updated_at=now)
     return stuck

@@ -231,6 +231,34 @@ def test_a_cleanup_whose_task_was_lost_is_done_by_the_next_sweep(source, ragflow
     assert any(r.method == "DELETE" and document_id in str(r.json) for r in ragflow.requests)
 
 
+def test_a_source_deleted_while_ragflow_was_switched_off_is_cleaned_up_at_the_next_sweep(
+    source, ragflow, settings, django_capture_on_commit_callbacks
+):
+    """Found by a probe: its clean-up waited an hour untouched, while RAGFlow still cited the source."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    document_id, base_url = source.remote_document_id, settings.RAGFLOW_BASE_URL
+    settings.RAGFLOW_BASE_URL = ""
+    with django_capture_on_commit_callbacks(execute=True):
+        services.source_delete(source=source)
+    settings.RAGFLOW_BASE_URL = base_url
+    record = RemoteCleanup.objects.get()
+    assert (record.status, record.attempts) == (CleanupStatus.PENDING, 0)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        at_once = tasks.remote_cleanups_resume()  # an upload's clean-up just written is not taken for lost
+    RemoteCleanup.objects.filter(pk=record.pk).update(updated_at=timezone.now() - timedelta(minutes=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        resumed = tasks.remote_cleanups_resume()
+
+    record.refresh_from_db()
+    assert (at_once, resumed) == (0, 1)
+    assert record.status == CleanupStatus.DONE
+    assert any(r.method == "DELETE" and document_id in str(r.json) for r in ragflow.requests)
+
+
 @pytest.fixture
 def staff_client(client):
     from chat_sessions.tests.factories import UserFactory
