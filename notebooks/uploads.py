@@ -55,13 +55,22 @@ def display_name(raw: str) -> str:
     return name[:255] or "upload"
 
 
+#: What browsers escape in a multipart form's file name (the HTML standard), which Django leaves as is.
+FORM_NAME_ESCAPES = re.compile(r"%(22|0A|0D)", re.IGNORECASE)
+
+
+def form_filename(raw: str) -> str:
+    """A file name as the user named it: `my "quoted" notes.md`, not `my %22quoted%22 notes.md`."""
+    return FORM_NAME_ESCAPES.sub(lambda match: chr(int(match.group(1), 16)), raw)
+
+
 def upload_check(upload: UploadedFile, *, max_bytes: int = MAX_SOURCE_BYTES) -> CheckedUpload:
     """Size, type (by extension and content) and text of an uploaded file, or `UploadRejected`."""
     if upload.size is None or upload.size == 0:
         raise UploadRejected("The file is empty.")
     if upload.size > max_bytes:
         raise UploadRejected(f"The file is larger than {max_bytes // (1024 * 1024)} MB.")
-    title = display_name(upload.name or "")
+    title = display_name(form_filename(upload.name or ""))
     extension = PurePath(title).suffix.lower()
     if extension not in TEXT_TYPES and extension not in PDF:
         raise UploadRejected(

@@ -227,6 +227,16 @@ def test_source_needs_exactly_one_of_text_or_file(owner_client, user):
     assert response.status_code == 400
 
 
+def test_a_file_name_a_browser_escaped_keeps_the_users_quotes(owner_client, user):
+    notebook = NotebookFactory(owner=user)
+    upload = SimpleUploadedFile("my %22quoted%22 notes%0A.md", b"# Notes")  # as Chromium sends `my "quoted" notes.md`
+
+    response = owner_client.post(f"/api/v1/notebooks/{notebook.id}/sources/", {"file": upload}, format="multipart")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["title"] == 'my "quoted" notes.md'
+
+
 def test_an_upload_of_two_files_in_one_request_is_refused_rather_than_keeping_one(owner_client, user):
     notebook = NotebookFactory(owner=user)
     first, second = SimpleUploadedFile("a.txt", b"first"), SimpleUploadedFile("b.txt", b"second")
