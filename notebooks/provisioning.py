@@ -618,7 +618,7 @@ def _orphan_record(
     with transaction.atomic():
         _cleanup_create(
             kind=kind,
-            label=f"Orphan {what} of deleted notebook content {notebook_id}",
+            label=f"Orphan {what} of notebook {notebook_id}",
             notebook_id=notebook_id,
             remote_ids=remote_ids,
         )

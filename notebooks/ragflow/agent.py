@@ -54,6 +54,8 @@ AUTH_FAILED = "RAGFlow refused deepsight's API key. An administrator needs to ch
 UNREACHABLE = "RAGFlow could not be reached. Try again in a moment."
 TOO_SLOW = "RAGFlow took too long to answer. Try again in a moment."
 BROKE_OFF = "RAGFlow stopped while answering. The answer so far is kept; try asking again."
+BROKE_OFF_AT_ONCE = "RAGFlow stopped before answering. Try asking again."
+NO_LLM = "No chat model is set for RAGFlow (RAGFLOW_LLM_ID). An administrator needs to set it."
 UNREADABLE = "RAGFlow sent an answer deepsight could not read."
 AGENT_MISSING = "RAGFlow no longer had this notebook's assistant; it is being made again. Ask again in a minute."
 
@@ -68,6 +70,9 @@ class RagFlowNotebookAgent(AgentBackend):
         from notebooks.provisioning import agent_ensure
 
         agent = RagFlowAgent.objects.filter(notebook_id=session.container_id).first()
+        if not settings.RAGFLOW_LLM_ID and (agent is None or not agent.remote_id):
+            # No agent can be made without it: "being set up, try in a minute" would never come true.
+            raise AgentError(NO_LLM, code="not_configured")
         if agent is None or (agent.status == RemoteStatus.ERROR and not agent.remote_id):
             # Never provisioned (a notebook from before RAGFlow was configured) or failed: try
             # again now; with eager workers (tests, development) it may be ready at once.
@@ -127,7 +132,7 @@ class RagFlowNotebookAgent(AgentBackend):
             if answered:
                 yield ErrorEvent(message, code=code)
                 return
-            raise AgentError(message, code=code) from None
+            raise AgentError(BROKE_OFF_AT_ONCE if message == BROKE_OFF else message, code=code) from None
 
     async def session_close(self, *, remote_agent_id: str, remote_session_id: str) -> None:
         """Delete a deleted chat session's RAGFlow session; `AgentError` (retried by the caller) if refused."""

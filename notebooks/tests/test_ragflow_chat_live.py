@@ -14,7 +14,15 @@ from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage
 from deepsight.testing.sse import sse_request
 from notebooks import services, tasks
 from notebooks.models import ParseStatus, RagFlowAgent, RemoteStatus
-from notebooks.ragflow.agent import AGENT_MISSING, AUTH_FAILED, BROKE_OFF, NOT_READY, SETUP_FAILED
+from notebooks.ragflow.agent import (
+    AGENT_MISSING,
+    AUTH_FAILED,
+    BROKE_OFF,
+    BROKE_OFF_AT_ONCE,
+    NO_LLM,
+    NOT_READY,
+    SETUP_FAILED,
+)
 from notebooks.tests.conftest import EDITED_PROMPT, RAGFLOW_TEST_KEY, answer_prompt
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -335,3 +343,26 @@ def test_an_agent_deleted_in_ragflow_is_made_again_and_the_next_question_answere
     assert (agent.status, agent.last_error) == (RemoteStatus.READY, "")
     assert agent.remote_id not in ("", lost)
     assert agent.remote_id in ragflow.agents
+
+
+def test_without_a_chat_model_the_question_says_what_is_missing_not_to_try_again(
+    live_server_asgi, ragflow, settings, source, user, user_token
+):
+    settings.RAGFLOW_LLM_ID = ""
+    session = ChatSession.objects.create(container_id=source.notebook_id, created_by=user, title="New Chat")
+
+    events = ask(live_server_asgi, session, user_token)
+
+    assert [e.type for e in events] == ["start", "error"]
+    assert (events[-1].data["message"], events[-1].data["code"]) == (NO_LLM, "not_configured")
+
+
+def test_an_answer_that_breaks_off_before_its_first_word_does_not_claim_text_was_kept(
+    live_server_asgi, ragflow, chat, user_token
+):
+    ragflow.script(tokens=["Never", " said."], error_after=0)
+
+    events = ask(live_server_asgi, chat, user_token)
+
+    assert [e.type for e in events] == ["start", "error"]
+    assert events[-1].data["message"] == BROKE_OFF_AT_ONCE
