@@ -3,6 +3,7 @@
 Deleting a notebook or a source goes through the services, as from the API and the pages.
 """
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -123,6 +124,9 @@ class RagFlowAgentAdmin(DeletedWithOwnerMixin, admin.ModelAdmin):
     def template_update(self, request: HttpRequest, queryset: QuerySet[RagFlowAgent]) -> None:
         if not ragflow_enabled():
             self.message_user(request, RAGFLOW_OFF, messages.WARNING)
+            return
+        if not settings.RAGFLOW_LLM_ID:
+            self.message_user(request, "RAGFLOW_LLM_ID is not set, so no agent can be updated.", messages.WARNING)
             return
         asked = sum(agent_template_update_schedule(agent=agent) for agent in queryset)
         self.message_user(

@@ -63,3 +63,15 @@ def test_a_ragflow_action_says_nothing_was_queued_while_ragflow_is_not_configure
     assert "RAGFlow is not configured (RAGFLOW_BASE_URL), so nothing was queued." in page
     assert "queued again" not in page
     assert "brought up to date" not in page
+
+
+def test_updating_agents_without_a_chat_model_says_why_nothing_happens(admin_client, settings):
+    settings.RAGFLOW_BASE_URL, settings.RAGFLOW_LLM_ID = "http://ragflow.invalid", ""
+    agent = _agent()
+
+    page = admin_client.post(
+        "/admin/notebooks/ragflowagent/", {"action": "template_update", "_selected_action": [agent.pk]}, follow=True
+    ).content.decode()
+
+    assert "RAGFLOW_LLM_ID is not set, so no agent can be updated." in page
+    assert "brought up to date" not in page
