@@ -235,6 +235,10 @@ async def _finish(
             saved = await db_call(
                 message_finish, message_id=spec.message_id, text=text, status=status, metadata=metadata
             )
+            if saved is None:
+                # Its session was deleted for good while it was written: nothing was kept, and the
+                # tabs still watching must not be told it was.
+                error = {"message": "This chat was deleted while the answer was written.", "code": "session_deleted"}
             message = message_as_dict(saved) if saved is not None else None
             break
         except Exception:

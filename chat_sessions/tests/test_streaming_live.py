@@ -417,6 +417,26 @@ def test_stop_keeps_the_partial_answer_and_ends_the_stream(either_asgi_server, o
     assert len(saved.message) < len("".join(f"t{i} " for i in range(100)))
 
 
+def test_a_chat_deleted_for_good_mid_answer_ends_its_stream_saying_so(
+    live_server_asgi, openai_agent, session, user_token
+):
+    """It ended with `done` and a `complete` answer that no longer existed anywhere."""
+    openai_agent.script(tokens=[f"t{i} " for i in range(40)], delay=0.05)
+    stream = iter(send(live_server_asgi, session, user_token))
+    start = next(stream)
+    next(stream)
+
+    deleted = sse_request(
+        "DELETE", session_url(live_server_asgi, session) + "?permanent=true", headers=auth(user_token)
+    )
+    rest = list(stream)
+
+    assert deleted.status == 204
+    assert rest[-1].type == "error"
+    assert rest[-1].data["code"] == "session_deleted"
+    assert not SessionChatMessage.objects.filter(pk=start.data["assistant_message_id"]).exists()
+
+
 def test_stop_with_nothing_running_is_a_409(live_server_asgi, session, user_token):
     response = sse_request(
         "POST",
