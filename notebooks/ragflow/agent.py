@@ -25,12 +25,13 @@ from chat_sessions.agents.base import (
     ReasoningEvent,
     ReferenceEvent,
     RemoteSessionEvent,
+    TokenEvent,
     Turn,
     UsageEvent,
 )
 from chat_sessions.agents.thinking import ThinkSplitter
 from chat_sessions.streaming.persistence import db_call
-from notebooks.models import RagFlowAgent, RemoteStatus, Source
+from notebooks.models import ParseStatus, RagFlowAgent, RemoteStatus, Source
 from notebooks.ragflow.client import RagFlowClient, ragflow_client_private
 from notebooks.ragflow.errors import (
     RagFlowAuthError,
@@ -81,18 +82,21 @@ class RagFlowNotebookAgent(AgentBackend):
             agent = RagFlowAgent.objects.filter(notebook_id=session.container_id).first()
             if agent is None or (agent.status == RemoteStatus.ERROR and not agent.remote_id):
                 raise AgentError(SETUP_FAILED if failed else NOT_READY, code="agent_not_ready")
-        documents = {
-            remote_id: {"source_id": str(pk), "title": title}
-            for pk, remote_id, title in Source.objects.filter(notebook_id=session.container_id)
-            .exclude(remote_document_id="")
-            .values_list("pk", "remote_document_id", "title")
-        }
+        sources = Source.objects.filter(notebook_id=session.container_id).values_list(
+            "pk", "remote_document_id", "title", "parse_status"
+        )
+        documents, processing = {}, 0
+        for pk, remote_id, title, parse_status in sources:
+            if remote_id:
+                documents[remote_id] = {"source_id": str(pk), "title": title}
+            processing += parse_status in (ParseStatus.PENDING, ParseStatus.PARSING)
+        known = {"documents": documents, "sources_processing": processing}
         if agent.remote_id and agent.status == RemoteStatus.READY:
-            return {"agent_id": agent.remote_id, "documents": documents}
+            return {"agent_id": agent.remote_id, **known}
         if agent.status == RemoteStatus.PENDING:
             # A worker is creating it: the notebook's first session was opened a moment ago, and
             # its first question comes right after. The answer waits for it (`stream_reply`).
-            return {"agent_pending": True, "documents": documents}
+            return {"agent_pending": True, **known}
         raise AgentError(NOT_READY, code="agent_not_ready")
 
     async def stream_reply(self, *, turn: Turn) -> AsyncIterator[AgentEvent]:
@@ -201,6 +205,16 @@ async def _answer(client: RagFlowClient, *, agent_id: str, session_id: str, turn
             yield RemoteSessionEvent(remote_session_id=frame.session_id, remote_agent_id=agent_id)
     for event in splitter.flush():
         yield event
+    processing = int(turn.context.get("sources_processing") or 0)
+    if processing:
+        # RAGFlow searches only what it has parsed: an answer that found nothing says why.
+        yield TokenEvent(f"\n\n{_not_searched(processing)}")
+
+
+def _not_searched(count: int) -> str:
+    if count == 1:
+        return "_(1 source is still being processed, so it was not searched.)_"
+    return f"_({count} sources are still being processed, so they were not searched.)_"
 
 
 def _source(chunk: Mapping[str, Any], documents: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage
 from deepsight.testing.sse import sse_request
 from notebooks import services, tasks
-from notebooks.models import ParseStatus, RagFlowAgent, RemoteStatus
+from notebooks.models import ParseStatus, RagFlowAgent, RemoteStatus, Source
 from notebooks.ragflow.agent import (
     AGENT_MISSING,
     AUTH_FAILED,
@@ -366,3 +366,20 @@ def test_an_answer_that_breaks_off_before_its_first_word_does_not_claim_text_was
 
     assert [e.type for e in events] == ["start", "error"]
     assert events[-1].data["message"] == BROKE_OFF_AT_ONCE
+
+
+def test_an_answer_says_how_many_sources_were_not_searched_while_they_are_processed(
+    live_server_asgi, ragflow, source, chat, user_token
+):
+    """Found by a probe: a question asked while a source uploaded got "not found", with no hint why."""
+    for title, status in (("Still parsing", ParseStatus.PARSING), ("Still uploading", ParseStatus.PENDING)):
+        Source.objects.create(notebook_id=source.notebook_id, title=title, content="x", parse_status=status)
+
+    events = ask(live_server_asgi, chat, user_token)
+    Source.objects.filter(notebook_id=source.notebook_id).update(parse_status=ParseStatus.READY)
+    later = ask(live_server_asgi, chat, user_token)
+
+    assert events[-1].type == "done"
+    assert answer_text(events).endswith("_(2 sources are still being processed, so they were not searched.)_")
+    assert events[-1].data["message"]["message"] == answer_text(events)
+    assert "still being processed" not in answer_text(later)
