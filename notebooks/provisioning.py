@@ -610,6 +610,12 @@ def _cleanup_create(
     return cleanup
 
 
+def agent_replaced_record(*, notebook_id: Any, remote_id: str) -> None:
+    """An agent about to be made again: if RAGFlow still has the old one after all (a "not found"
+    that was not), it is deleted rather than left behind; already gone counts as deleted."""
+    _orphan_record(notebook_id=notebook_id, remote_ids={"agent_id": remote_id, "session_ids": []}, what="agent")
+
+
 def _orphan_record(
     *, notebook_id: Any, remote_ids: dict[str, Any], what: str, kind: str = CleanupKind.NOTEBOOK
 ) -> None:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from chat_sessions.agents.base import (
@@ -173,12 +174,17 @@ async def _agent_ready_wait(*, notebook_id: str) -> str:
 def _agent_forget(*, notebook_id: str, remote_id: str) -> None:
     """RAGFlow no longer has the notebook's agent: forget its id, so the next question makes it again
     (`prepare_turn` re-provisions an agent in `error` with no remote id) and the admin says why."""
-    RagFlowAgent.objects.filter(notebook_id=notebook_id, remote_id=remote_id).update(
-        remote_id="",
-        status=RemoteStatus.ERROR,
-        last_error="RAGFlow no longer had this agent (deleted there?); it is made again at the next question.",
-        updated_at=timezone.now(),
-    )
+    from notebooks.provisioning import agent_replaced_record
+
+    with transaction.atomic():
+        forgotten = RagFlowAgent.objects.filter(notebook_id=notebook_id, remote_id=remote_id).update(
+            remote_id="",
+            status=RemoteStatus.ERROR,
+            last_error="RAGFlow no longer had this agent (deleted there?); it is made again at the next question.",
+            updated_at=timezone.now(),
+        )
+        if forgotten:
+            agent_replaced_record(notebook_id=notebook_id, remote_id=remote_id)
 
 
 def _agent_state(*, notebook_id: str) -> tuple[str, str]:

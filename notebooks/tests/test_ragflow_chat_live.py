@@ -10,10 +10,10 @@ import urllib.request
 
 import pytest
 
-from chat_sessions.models import ChatSession, MessageStatus, SessionChatMessage
+from chat_sessions.models import ChatSession, CleanupStatus, MessageStatus, SessionChatMessage
 from deepsight.testing.sse import sse_request
 from notebooks import services, tasks
-from notebooks.models import ParseStatus, RagFlowAgent, RemoteStatus, Source
+from notebooks.models import ParseStatus, RagFlowAgent, RemoteCleanup, RemoteStatus, Source
 from notebooks.ragflow.agent import (
     AGENT_MISSING,
     AUTH_FAILED,
@@ -343,6 +343,8 @@ def test_an_agent_deleted_in_ragflow_is_made_again_and_the_next_question_answere
     assert (agent.status, agent.last_error) == (RemoteStatus.READY, "")
     assert agent.remote_id not in ("", lost)
     assert agent.remote_id in ragflow.agents
+    replaced = RemoteCleanup.objects.get(notebook_id=chat.container_id)  # in case RAGFlow had it after all
+    assert (replaced.remote_ids, replaced.status) == ({}, CleanupStatus.DONE)
 
 
 def test_without_a_chat_model_the_question_says_what_is_missing_not_to_try_again(
