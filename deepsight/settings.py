@@ -278,7 +278,7 @@ SPECTACULAR_SETTINGS = {
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 # With REDIS_URL, Redis is the broker and the result backend. Without it, kombu's filesystem
 # transport: messages are files under var/celery/, so `make run` starts a real worker and beat
-# with no server to install (one machine only; see docs/readme/background-jobs.md).
+# with no server to install (one machine only; see the README, "Background jobs").
 if REDIS_URL:
     CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
     CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL)
