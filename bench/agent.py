@@ -16,7 +16,7 @@ import aiohttp
 from django.conf import settings
 
 from chat_sessions.agents.base import AgentBackend, AgentError, AgentEvent, ReferenceEvent, TokenEvent, Turn
-from chat_sessions.agents.http import http_session, sse_json_frames, stream_timeout
+from chat_sessions.agents.http import http_session, sse_json_frames, stream_open, stream_timeout
 
 
 class BenchRagFlowAgent(AgentBackend):
@@ -29,7 +29,9 @@ class BenchRagFlowAgent(AgentBackend):
         body = {"question": turn.question, "stream": True}
         try:
             headers = {"Authorization": "Bearer bench"}
-            async with http_session().post(url, json=body, headers=headers, timeout=stream_timeout()) as response:
+            # As the product's agents open a stream: the wait for its headers is bounded too.
+            response = await stream_open(http_session().post(url, json=body, headers=headers, timeout=stream_timeout()))
+            async with response:
                 if response.status >= 400:
                     raise AgentError(f"The agent answered HTTP {response.status}.")
                 async for frame in sse_json_frames(response):
