@@ -121,7 +121,12 @@ def _session_unarchive(*, session: ChatSession) -> ChatSession:
     Not `session_close`, which leaves an archived session as it is (the tab's x must not undo an
     archive); choosing `closed` for one is the user saying so.
     """
-    session.status = SessionStatus.CLOSED
+    return _session_put_away(session=session, status=SessionStatus.CLOSED)
+
+
+def _session_put_away(*, session: ChatSession, status: str) -> ChatSession:
+    """Out of the tabs as `status`, keeping when it first left them."""
+    session.status = status
     session.ended_at = session.ended_at or timezone.now()
     session.save(update_fields=["status", "ended_at", "updated_at"])
     return session
@@ -157,10 +162,7 @@ def session_reopen(*, session: ChatSession) -> ChatSession:
 @transaction.atomic
 def session_archive(*, session: ChatSession) -> ChatSession:
     """Put a session away: kept and listed under `archived`, refusing messages until reopened."""
-    session.status = SessionStatus.ARCHIVED
-    session.ended_at = session.ended_at or timezone.now()
-    session.save(update_fields=["status", "ended_at", "updated_at"])
-    return session
+    return _session_put_away(session=session, status=SessionStatus.ARCHIVED)
 
 
 @transaction.atomic

@@ -26,6 +26,14 @@ CONTENT_SHOWN = 2_000
 RAGFLOW_OFF = "RAGFlow is not configured (RAGFLOW_BASE_URL), so nothing was queued."
 
 
+def _said_ragflow_is_off(model_admin: admin.ModelAdmin, request: HttpRequest) -> bool:
+    """True, with a warning to the admin, when a RAGFlow action could only claim work it will not do."""
+    if ragflow_enabled():
+        return False
+    model_admin.message_user(request, RAGFLOW_OFF, messages.WARNING)
+    return True
+
+
 class SourceInline(admin.TabularInline):
     model = Source
     fields = ("title", "kind", "parse_status", "parse_progress", "size", "created_at")
@@ -81,8 +89,7 @@ class SourceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send the selected sources to RAGFlow again (upload or parse)")
     def ragflow_retry(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
-        if not ragflow_enabled():
-            self.message_user(request, RAGFLOW_OFF, messages.WARNING)
+        if _said_ragflow_is_off(self, request):
             return
         retried = sum(source_sync_retry(source=source) for source in queryset)
         self.message_user(request, f"{retried} source(s) queued for RAGFlow again.", messages.SUCCESS)
@@ -122,8 +129,7 @@ class RagFlowAgentAdmin(DeletedWithOwnerMixin, admin.ModelAdmin):
 
     @admin.action(description="Update the selected agents to the current template and RAGFLOW_LLM_ID")
     def template_update(self, request: HttpRequest, queryset: QuerySet[RagFlowAgent]) -> None:
-        if not ragflow_enabled():
-            self.message_user(request, RAGFLOW_OFF, messages.WARNING)
+        if _said_ragflow_is_off(self, request):
             return
         if not settings.RAGFLOW_LLM_ID:
             self.message_user(request, "RAGFLOW_LLM_ID is not set, so no agent can be updated.", messages.WARNING)
@@ -163,8 +169,7 @@ class RemoteCleanupAdmin(admin.ModelAdmin):
 
     @admin.action(description="Try the selected clean-ups again")
     def retry(self, request: HttpRequest, queryset: QuerySet[RemoteCleanup]) -> None:
-        if not ragflow_enabled():
-            self.message_user(request, RAGFLOW_OFF, messages.WARNING)
+        if _said_ragflow_is_off(self, request):
             return
         retried = 0
         for cleanup in queryset.exclude(status=CleanupStatus.DONE):

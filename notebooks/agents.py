@@ -39,12 +39,6 @@ def _source_ids(ids: Sequence[Any]) -> list[uuid.UUID]:
     return [source_id for source_id in map(_source_id, ids) if source_id is not None]
 
 
-def _ragflow_agent_class() -> type[AgentBackend]:
-    from notebooks.ragflow.agent import RagFlowNotebookAgent
-
-    return RagFlowNotebookAgent
-
-
 class LocalNotebookAgent(AgentBackend):
     """Answers from the notebook's own sources by quoting the passages that match best."""
 
@@ -129,7 +123,7 @@ class NotebookAgent(AgentBackend):
         return [value for value in dict.fromkeys(document_ids) if _source_id(value) not in found]
 
     async def session_close(self, *, remote_agent_id: str, remote_session_id: str) -> None:
-        if remote_session_id and not isinstance(self.delegate, _ragflow_agent_class()):
+        if remote_session_id and isinstance(self.delegate, LocalNotebookAgent):
             # A conversation RAGFlow still holds, and RAGFlow switched off since: the clean-up stays
             # owed (failed, retried from the admin once RAGFlow is back), never marked done.
             raise AgentError("RAGFlow is not configured, so its conversation was not deleted.", code="not_configured")

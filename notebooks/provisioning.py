@@ -613,7 +613,13 @@ def _cleanup_create(
 def agent_replaced_record(*, notebook_id: Any, remote_id: str) -> None:
     """An agent about to be made again: if RAGFlow still has the old one after all (a "not found"
     that was not), it is deleted rather than left behind; already gone counts as deleted."""
-    _orphan_record(notebook_id=notebook_id, remote_ids={"agent_id": remote_id, "session_ids": []}, what="agent")
+    logger.warning("RAGFlow agent %s of notebook %s is gone; it is made again", remote_id, notebook_id)
+    _cleanup_create(
+        kind=CleanupKind.NOTEBOOK,
+        label=f"Replaced agent of notebook {notebook_id}",
+        notebook_id=notebook_id,
+        remote_ids={"agent_id": remote_id, "session_ids": []},
+    )
 
 
 def _orphan_record(
