@@ -154,12 +154,47 @@ class ChatSessionAdmin(admin.ModelAdmin):
 
 
 class MessageAdminForm(forms.ModelForm):
+    """A correction to a message, refused while its answer is still being generated.
+
+    Each field posts the value it was shown with (as on the session form), so a save writes only
+    what this form changed, and can tell a text shown half-generated from the one saved since: the
+    generation writes the growing answer and its final text without asking, so an edit made on top
+    of either would be overwritten, or would overwrite the answer with the half the page showed.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.show_hidden_initial = True
+
     def clean_status(self) -> str:
         status = self.cleaned_data["status"]
-        if status == MessageStatus.STREAMING and self.initial.get("status") != MessageStatus.STREAMING:
+        if status == MessageStatus.STREAMING and "status" in self.changed_data:
             # Only a running generation streams; a row marked so by hand would block its session.
             raise forms.ValidationError("Only an answer being generated is streaming; choose another status.")
         return status
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not self.instance.pk or not self.has_changed():
+            return cleaned
+        if self.instance.status == MessageStatus.STREAMING:
+            raise forms.ValidationError(
+                "This answer is still being generated: edit it once it has ended (an answer whose "
+                "generation died is marked interrupted by housekeeping within a few minutes)."
+            )
+        if self._shown("status") == MessageStatus.STREAMING:
+            raise forms.ValidationError(
+                "This answer was still being generated when the page was opened and has changed since: "
+                "reload the page to edit what it ended with."
+            )
+        return cleaned
+
+    def _shown(self, name: str):
+        """The value the page showed for a field (its hidden initial), not the one stored now."""
+        bound = self[name]
+        raw = bound.field.hidden_widget().value_from_datadict(self.data, self.files, bound.html_initial_name)
+        return bound.field.to_python(raw)
 
 
 class DeletedWithOwnerMixin:
@@ -208,6 +243,12 @@ class SessionChatMessageAdmin(DeletedWithOwnerMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # messages are added by sending them, which keeps their order gap-free
+
+    def save_model(self, request, obj: SessionChatMessage, form, change: bool) -> None:
+        """Write only what the form changed: the rest of the row is the generation's or the sender's."""
+        if form.changed_data:
+            obj.updated_at = timezone.now()
+            obj.save(update_fields=[*form.changed_data, "updated_at"])
 
     @admin.display(description="Rendered")
     def rendered(self, message: SessionChatMessage) -> str:

@@ -132,6 +132,68 @@ def test_a_message_marked_streaming_by_hand_is_a_form_error(staff_client):
     assert answer.status == MessageStatus.COMPLETE
 
 
+def _streaming_answer():
+    session = ChatSessionFactory()
+    MessageFactory(session=session, message_order=1)
+    answer = MessageFactory(
+        session=session, message_order=2, sender="assistant", status=MessageStatus.STREAMING, message="The first ha"
+    )
+    return answer, f"/admin/chat_sessions/sessionchatmessage/{answer.pk}/change/"
+
+
+def _answer_ends(answer) -> None:
+    services.message_finish(
+        message_id=answer.pk, text="The first half and the second.", status=MessageStatus.COMPLETE, metadata={}
+    )
+
+
+def test_an_answer_is_not_edited_while_it_is_being_generated(staff_client):
+    answer, url = _streaming_answer()
+
+    response = staff_client.post(url, {**change_form(staff_client, url), "message": "Corrected by staff"})
+
+    assert response.status_code == 200
+    assert "This answer is still being generated" in response.content.decode()
+    answer.refresh_from_db()
+    assert (answer.message, answer.status) == ("The first ha", MessageStatus.STREAMING)
+
+
+def test_a_page_opened_mid_answer_neither_undoes_its_end_nor_edits_the_half_it_showed(staff_client):
+    answer, url = _streaming_answer()
+    form = change_form(staff_client, url)
+    _answer_ends(answer)
+
+    untouched = staff_client.post(url, form)  # "Save" on the page as it was shown
+
+    assert untouched.status_code == 302
+    answer.refresh_from_db()
+    assert (answer.message, answer.status) == ("The first half and the second.", MessageStatus.COMPLETE)
+
+    edited = staff_client.post(url, {**form, "message": "The first ha, corrected"})
+
+    assert edited.status_code == 200
+    assert "reload the page" in edited.content.decode()
+    answer.refresh_from_db()
+    assert answer.message == "The first half and the second."
+
+
+def test_a_correction_to_an_ended_answer_is_saved_alone(staff_client):
+    answer, url = _streaming_answer()
+    _answer_ends(answer)
+    form = change_form(staff_client, url)
+    SessionChatMessage.objects.filter(pk=answer.pk).update(metadata={"references": [1]})
+
+    response = staff_client.post(url, {**form, "message": "Corrected by staff"})
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    answer.refresh_from_db()
+    assert (answer.message, answer.status, answer.metadata) == (
+        "Corrected by staff",
+        MessageStatus.COMPLETE,
+        {"references": [1]},
+    )
+
+
 def test_close_and_reopen_actions_use_the_services(staff_client):
     first, second = ChatSessionFactory(), ChatSessionFactory()
     ids = [str(first.pk), str(second.pk)]
