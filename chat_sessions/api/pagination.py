@@ -38,17 +38,25 @@ class StrictPageSizeMixin:
         return min(size, self.max_page_size)
 
 
+#: What a cursor that holds nothing decodes to; no link DRF writes is one.
+FIRST_PAGE = Cursor(offset=0, reverse=False, position=None)
+
+
 class CheckedPositionMixin:
-    """A cursor whose position is no value of the ordering's field is DRF's 404 "Invalid cursor".
+    """A cursor DRF could not have written is its 404 "Invalid cursor", never another page.
 
     DRF checks that a cursor decodes, not what its position holds; a forged one reached the query
-    as text and failed there, a 500. Positions DRF writes itself always pass.
+    as text and failed there, a 500. And base64 skips what is not base64, so `?cursor=%00` (or
+    any text that decodes to no cursor fields) read as the first page: a client that had mangled
+    its `next` link was quietly shown page one again. Cursors DRF writes itself always pass.
     """
 
     position_model: type[Model]
 
     def decode_cursor(self, request) -> Cursor | None:
         cursor = super().decode_cursor(request)
+        if cursor == FIRST_PAGE and request.query_params.get(self.cursor_query_param):
+            raise NotFound(self.invalid_cursor_message)  # DRF links the first page without a cursor
         if cursor is not None and cursor.position is not None:
             field = self.position_model._meta.get_field(self.ordering[0].lstrip("-"))
             try:

@@ -223,6 +223,18 @@ def test_a_whole_emoji_spelled_as_a_surrogate_pair_is_text(owner_client, session
     assert response.json()["session"]["title"] == "Leaves \U0001f33f"
 
 
+@pytest.mark.parametrize(
+    "cursor", ["\x00", "!!!", base64.b64encode(b"hello").decode(), base64.b64encode(b"x=1").decode()]
+)
+def test_a_cursor_that_holds_nothing_is_an_invalid_cursor_not_the_first_page(owner_client, session, cursor):
+    for url in lists(session):
+        response = owner_client.get(url, {"cursor": cursor})
+
+        assert response.status_code == 404, (url, response.content[:200])
+        assert response.json() == {"detail": "Invalid cursor"}, url
+        assert owner_client.get(url, {"cursor": ""}).status_code == 200, url  # an empty one is none
+
+
 @pytest.mark.parametrize("position", ["garbage", "2026-13-01 00:00:00+00:00", "2026-01-01 00:00:00"])
 def test_a_forged_cursor_is_an_invalid_cursor_on_every_list(owner_client, session, position):
     forged = base64.b64encode(f"p={position}".encode()).decode()
