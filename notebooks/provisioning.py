@@ -17,7 +17,10 @@ How each step stays single and safe to repeat:
 - agent update (a raised template version, another `RAGFLOW_LLM_ID`): the whole DSL is sent
   again, so a repeat changes nothing, and what it was built from is recorded only on the agent
   that was sent it;
-- anything created in RAGFlow for a row deleted meanwhile is handed to clean-up at once.
+- anything created in RAGFlow for a row deleted meanwhile is handed to clean-up at once;
+- a dataset RAGFlow lost (deleted in its UI, say): a source call that RAGFlow answers "you don't
+  own the dataset" asks RAGFlow whether it still has it, and only if it says no is the dataset
+  made again, every source sent to it again, and the agent pointed at it (`dataset_lost`).
 
 Failures: transient ones (RAGFlow down, slow, 5xx, or the dataset not ready yet) are raised for the
 task to retry with backoff, with `last_error` already saying why; on the last attempt, and for
@@ -52,7 +55,7 @@ from notebooks.models import (
 )
 from notebooks.ragflow.client import RagFlowClient, ragflow_call
 from notebooks.ragflow.dsl import DEFAULT_TEMPLATE, AgentTemplate, dsl_build, template_load
-from notebooks.ragflow.errors import RagFlowError, RagFlowNotReady
+from notebooks.ragflow.errors import RagFlowError, RagFlowNotFound, RagFlowNotReady, RagFlowRefused
 from notebooks.uploads import display_name
 
 logger = logging.getLogger(__name__)
@@ -110,6 +113,9 @@ def dataset_provision(*, notebook_id: str, final_attempt: bool = True) -> None:
             _orphan_record(notebook_id=notebook_id, remote_ids={"dataset_id": str(remote["id"])}, what="dataset")
             return
         logger.info("RAGFlow dataset %s ready for notebook %s", remote["id"], notebook_id)
+        # An agent made for a dataset RAGFlow lost (`dataset_lost`) is pointed at this one.
+        if RagFlowAgent.objects.filter(notebook_id=notebook_id, template_version=DATASET_LOST).exists():
+            _on_commit_enqueue("agent_template_update", notebook_id=str(notebook_id))
     elif dataset.status != RemoteStatus.READY:
         RagFlowDataset.objects.filter(pk=dataset.pk).update(status=RemoteStatus.READY, last_error="")
     sources_upload_schedule(notebook_id=notebook_id)
@@ -121,6 +127,76 @@ async def _dataset_find_or_create(client: RagFlowClient, *, name: str) -> dict[s
         return found
     embedding_model = getattr(settings, "RAGFLOW_EMBEDDING_MODEL", "")
     return await client.dataset_create(name=name, description="deepsight notebook", embedding_model=embedding_model)
+
+
+#: The template version recorded on an agent whose DSL names a dataset RAGFlow lost: no template
+#: has it, so the agent counts as outdated (and the beat's update retries it) until it is updated.
+DATASET_LOST = "dataset-lost"
+SENT_AGAIN = "Being sent again: RAGFlow lost the notebook's knowledge base."
+
+
+def _says_dataset_gone(exc: RagFlowError) -> bool:
+    """RAGFlow's answer to a call on a dataset it does not have for us: 102 or 108."""
+    return isinstance(exc, RagFlowNotFound) or (isinstance(exc, RagFlowRefused) and exc.code == 108)
+
+
+def dataset_lost(*, notebook_id: Any, remote_id: str) -> bool:
+    """RAGFlow said it does not have the notebook's dataset: if it confirms, make the dataset again.
+
+    Confirmed by asking for the dataset itself, as a document's "not found" or a refusal for another
+    reason must not cost a notebook its knowledge base. Then, in one transaction: the dataset is
+    forgotten (pending, to be made again), every source is to be sent again (their documents went
+    with the dataset), and the agent, whose DSL names the lost dataset, is marked for an update
+    once the new one exists. True when the dataset was (or had just been) forgotten.
+    """
+    try:
+        if ragflow_call(lambda client: client.dataset_exists(dataset_id=remote_id)):
+            return False
+    except RagFlowError:
+        return False  # cannot tell now: the source's own failure handling stands
+    now = timezone.now()
+    with transaction.atomic():
+        forgotten = RagFlowDataset.objects.filter(notebook_id=notebook_id, remote_id=remote_id).update(
+            remote_id="",
+            status=RemoteStatus.PENDING,
+            last_error="RAGFlow no longer had this knowledge base (deleted there?); it is being made again.",
+            updated_at=now,
+        )
+        if not forgotten:
+            return True  # another worker found it first
+        logger.warning("RAGFlow dataset %s of notebook %s is gone; it is made again", remote_id, notebook_id)
+        Source.objects.filter(notebook_id=notebook_id).exclude(parse_status=ParseStatus.DELETING).update(
+            remote_document_id="",
+            parse_status=ParseStatus.PENDING,
+            parse_progress=0.0,
+            chunk_count=0,
+            last_error=SENT_AGAIN,
+            updated_at=now,
+        )
+        RagFlowAgent.objects.filter(notebook_id=notebook_id).exclude(remote_id="").update(
+            template_version=DATASET_LOST, updated_at=now
+        )
+        _on_commit_enqueue("dataset_provision", notebook_id=str(notebook_id))
+    return True
+
+
+def _source_send_again(*, source_id: Any, document_id: str) -> None:
+    """A source whose call met the lost dataset (as it was being forgotten, or just after): back to
+    pending and sent to the new dataset, unless it was reset (or sent) meanwhile."""
+    sent_again = (
+        Source.objects.filter(pk=source_id, remote_document_id=document_id)
+        .exclude(parse_status=ParseStatus.DELETING)
+        .update(
+            remote_document_id="",
+            parse_status=ParseStatus.PENDING,
+            parse_progress=0.0,
+            chunk_count=0,
+            last_error=SENT_AGAIN,
+            updated_at=timezone.now(),
+        )
+    )
+    if sent_again:
+        _on_commit_enqueue("source_upload", source_id=str(source_id))
 
 
 def _dataset_metadata(remote: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +275,9 @@ def source_upload(*, source_id: str, final_attempt: bool = True) -> bool:
                 )
             )
         except RagFlowError as exc:
+            if _says_dataset_gone(exc) and dataset_lost(notebook_id=source.notebook_id, remote_id=dataset.remote_id):
+                _source_send_again(source_id=source.pk, document_id="")
+                return False
             _source_failure(source_id=source.pk, exc=exc, final_attempt=final_attempt, status=ParseStatus.PENDING)
             return False
         saved = Source.objects.filter(pk=source.pk, remote_document_id="").update(
@@ -222,6 +301,9 @@ def source_upload(*, source_id: str, final_attempt: bool = True) -> bool:
             )
         )
     except RagFlowError as exc:
+        if _says_dataset_gone(exc) and dataset_lost(notebook_id=source.notebook_id, remote_id=dataset.remote_id):
+            _source_send_again(source_id=source.pk, document_id=source.remote_document_id)
+            return False
         _source_failure(source_id=source.pk, exc=exc, final_attempt=final_attempt, status=ParseStatus.PARSING)
         return False
     Source.objects.filter(pk=source.pk).update(parse_status=ParseStatus.PARSING, last_error="")
@@ -255,6 +337,9 @@ def source_parse_refresh(*, source_id: str) -> bool:
         if exc.transient:
             Source.objects.filter(pk=source.pk).update(last_error=_error_text(exc))
             return False  # ask again at the next poll
+        if _says_dataset_gone(exc) and dataset_lost(notebook_id=source.notebook_id, remote_id=dataset.remote_id):
+            _source_send_again(source_id=source.pk, document_id=source.remote_document_id)
+            return True  # nothing left to follow: the document went with the dataset
         Source.objects.filter(pk=source.pk).update(parse_status=ParseStatus.ERROR, last_error=_error_text(exc))
         return True
     fields: dict[str, Any] = {"parse_progress": state.progress, "chunk_count": state.chunk_count, "last_error": ""}

@@ -134,6 +134,17 @@ class RagFlowClient:
                 return dataset
         return None
 
+    async def dataset_exists(self, *, dataset_id: str) -> bool:
+        """Whether RAGFlow still has this dataset for our key (`GET /datasets?id=`)."""
+        _id_required(dataset_id, what="dataset_exists")
+        try:
+            data = await self._call("GET", "/datasets", params={"id": dataset_id}, idempotent=True)
+        except (RagFlowNotFound, RagFlowRefused) as exc:
+            if exc.code in (102, 108):  # "You don't own the dataset <id>" / "lacks permission"
+                return False
+            raise
+        return any(isinstance(row, dict) and row.get("id") == dataset_id for row in data or ())
+
     async def dataset_delete(self, *, dataset_ids: Sequence[str]) -> None:
         """Delete datasets (and their documents). Already gone counts as deleted."""
         ids = _ids_required(dataset_ids, what="dataset_delete")

@@ -213,6 +213,73 @@ def test_an_upload_interrupted_by_an_outage_is_retried_and_uploads_once(
     assert len(ragflow.requests_to("POST", f"/api/v1/datasets/{dataset_id}/documents")) == 3
 
 
+def dataset_deleted_in_ragflow(ragflow, notebook) -> str:
+    """As RAGFlow's UI deletes a dataset: it and its documents go; deepsight is not told."""
+    dataset_id = RagFlowDataset.objects.get(notebook=notebook).remote_id
+    del ragflow.datasets[dataset_id]
+    for document_id in [d for d, doc in ragflow.documents.items() if doc["dataset_id"] == dataset_id]:
+        del ragflow.documents[document_id]
+    return dataset_id
+
+
+def test_a_dataset_deleted_in_ragflow_is_made_again_with_every_source_and_the_agent_pointed_at_it(
+    notebook, agent, ragflow, owner_client, django_capture_on_commit_callbacks
+):
+    earlier = text_source(notebook, django_capture_on_commit_callbacks, title="Earlier notes")
+    lost_id = dataset_deleted_in_ragflow(ragflow, notebook)
+
+    added = text_source(notebook, django_capture_on_commit_callbacks, title="Later notes", content="Stomata breathe.")
+
+    dataset = RagFlowDataset.objects.get(notebook=notebook)
+    assert (dataset.status, dataset.last_error) == (RemoteStatus.READY, "")
+    assert dataset.remote_id not in ("", lost_id)
+    assert list(ragflow.datasets) == [dataset.remote_id]
+    for source in (earlier, added):
+        source.refresh_from_db()
+        assert (source.parse_status, source.last_error) == (ParseStatus.READY, "")
+        assert ragflow.documents[source.remote_document_id]["dataset_id"] == dataset.remote_id
+    assert len(ragflow.documents) == 2  # each sent once to the new dataset
+    agent.refresh_from_db()
+    assert (agent.template_version, agent.last_error) == ("1", "")
+    assert ragflow.agents[agent.remote_id]["dsl"]["components"]["Retrieval:KB"]["obj"]["params"]["kb_ids"] == [
+        dataset.remote_id
+    ]
+    assert owner_client.get(f"/api/v1/notebooks/{notebook.pk}/").json()["dataset_status"] == "ready"
+
+
+def test_a_dataset_lost_while_a_source_was_parsing_is_found_by_the_parse_poll(
+    notebook, ragflow, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):  # the upload task is run by hand below
+        source = services.source_create_text(notebook=notebook, title="Field notes", content=NOTES)
+    assert provisioning.source_upload(source_id=str(source.pk)) is True  # uploaded, parsing
+    lost_id = dataset_deleted_in_ragflow(ragflow, notebook)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert provisioning.source_parse_refresh(source_id=str(source.pk)) is True  # nothing left to follow
+
+    source.refresh_from_db()
+    dataset = RagFlowDataset.objects.get(notebook=notebook)
+    assert dataset.remote_id not in ("", lost_id)
+    assert (source.parse_status, source.last_error) == (ParseStatus.READY, "")
+    assert ragflow.documents[source.remote_document_id]["dataset_id"] == dataset.remote_id
+
+
+def test_a_not_found_for_a_dataset_ragflow_still_has_does_not_make_it_again(
+    notebook, ragflow, django_capture_on_commit_callbacks
+):
+    dataset_id = RagFlowDataset.objects.get(notebook=notebook).remote_id
+    ragflow.fail("POST", f"/api/v1/datasets/{dataset_id}/documents", code=102, message="Something else is missing")
+
+    source = text_source(notebook, django_capture_on_commit_callbacks)
+
+    assert source.parse_status == ParseStatus.ERROR
+    assert "Something else is missing" in source.last_error
+    assert RagFlowDataset.objects.get(notebook=notebook).remote_id == dataset_id
+    assert list(ragflow.datasets) == [dataset_id]
+    assert len(ragflow.requests_to("GET", "/api/v1/datasets")) >= 1  # it asked before deciding
+
+
 # Agents
 # ------------------------------------------------------------------------------
 
