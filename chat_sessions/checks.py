@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import timedelta
 
 from django.apps import apps
@@ -34,6 +35,12 @@ def check_chat_sessions_settings(app_configs=None, **kwargs):
     for name in ("IDLE_TIMEOUT", "STALE_STREAM_AFTER", "STREAM_RETENTION"):
         if not isinstance(getattr(chat_settings, name), timedelta):
             errors.append(Error(f"CHAT_SESSIONS['{name}'] must be a timedelta.", id="chat_sessions.E003"))
+    seconds = [name for name in SECONDS if not _is_number(chat_settings.user_settings.get(name, DEFAULTS[name]))]
+    for name in seconds:
+        errors.append(Error(f"CHAT_SESSIONS['{name}'] must be a number of seconds.", id="chat_sessions.E003"))
+    if seconds:
+        return errors  # the comparisons below need numbers
+    errors.extend(_hook_errors())
     if chat_settings.FLUSH_INTERVAL <= 0 or chat_settings.FLUSH_INTERVAL > 1:
         errors.append(
             Warning(
@@ -52,6 +59,61 @@ def check_chat_sessions_settings(app_configs=None, **kwargs):
             )
         )
     errors.extend(_throttle_rate_errors())
+    return errors
+
+
+#: Settings given in seconds, compared with each other here and used as timeouts elsewhere.
+SECONDS = ("FLUSH_INTERVAL", "HEARTBEAT_INTERVAL", "PING_INTERVAL", "MAX_GENERATION_SECONDS")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _hook_errors() -> list[Error]:
+    """Hooks that import but cannot work: each would be a 500 at the first request instead."""
+    from chat_sessions.access import containers_owned_by
+    from chat_sessions.agents.base import AgentBackend
+
+    errors = []
+    try:
+        policy, backends = (
+            chat_settings.ACCESS_POLICY,
+            {name: getattr(chat_settings, name) for name in ("AGENT_BACKEND", "TITLE_BACKEND")},
+        )
+        model = apps.get_model(chat_settings.CONTAINER_MODEL)
+    except (ImportError, LookupError, ValueError):
+        return errors  # reported above
+    if inspect.isclass(policy) or not callable(policy):
+        errors.append(
+            Error(
+                f"CHAT_SESSIONS['ACCESS_POLICY'] is {policy!r}, not a function.",
+                hint="A function `(*, user) -> QuerySet` of the containers this user may chat in.",
+                id="chat_sessions.E005",
+            )
+        )
+    elif policy is containers_owned_by:
+        owner = chat_settings.CONTAINER_OWNER_FIELD
+        try:
+            model._meta.get_field(owner)
+        except Exception:  # FieldDoesNotExist, or a name that is no field name at all
+            errors.append(
+                Error(
+                    f"CHAT_SESSIONS['CONTAINER_OWNER_FIELD'] = {owner!r} is not a field of {model._meta.label}.",
+                    hint="The field naming the container's owner, used by the default ACCESS_POLICY; "
+                    "or set ACCESS_POLICY to a function of your own.",
+                    id="chat_sessions.E006",
+                )
+            )
+    for name, value in backends.items():
+        if value is not None and not (inspect.isclass(value) and issubclass(value, AgentBackend)):
+            errors.append(
+                Error(
+                    f"CHAT_SESSIONS['{name}'] is {value!r}, not an AgentBackend subclass.",
+                    hint="A subclass of chat_sessions.agents.base.AgentBackend.",
+                    id="chat_sessions.E007",
+                )
+            )
     return errors
 
 

@@ -14,6 +14,7 @@ import weakref
 from typing import Any
 
 from asgiref.sync import SyncToAsync, sync_to_async
+from django.core.handlers.wsgi import WSGIRequest
 from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -177,7 +178,24 @@ async def messages_endpoint(request: HttpRequest, **kwargs: Any) -> HttpResponse
             {"user_message": message_as_dict(prepared.started.user_message), "assistant_message": final},
             status=200 if prepared.started.replayed else 201,
         )
+    if isinstance(request, WSGIRequest):
+        return await _whole_stream_response(message_id)
     return _stream_response(message_id, after=0)
+
+
+async def _whole_stream_response(message_id: int) -> HttpResponse:
+    """Under WSGI, the answer's events in one body, once it has ended.
+
+    A WSGI server runs this view on an event loop of the request's own, which ends with the
+    response: an answer still streaming then was cut off (saved `interrupted`, with nothing in it)
+    and its session refused the next message until the answer was taken for dead. No token
+    streaming there, but every answer whole and saved; stream under ASGI.
+    """
+    await _wait_for_answer(message_id)
+    body = b"".join([chunk async for chunk in channel_hub().subscribe(message_id, 0)])
+    response = HttpResponse(body, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    return response
 
 
 def _start(prepared: PreparedTurn | None) -> None:

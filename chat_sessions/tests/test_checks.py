@@ -57,3 +57,23 @@ def test_a_chat_scope_without_a_rate_is_an_error(settings):
     assert [(m.id, m.msg) for m in unreadable] == [
         ("chat_sessions.E004", "REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['chat_send'] is '60 per minute', not a rate.")
     ]
+
+
+def test_a_duration_in_seconds_that_is_no_number_is_an_error_not_a_crash(settings):
+    assert "chat_sessions.E003" in ids(settings, FLUSH_INTERVAL="1")
+    assert "chat_sessions.E003" in ids(settings, HEARTBEAT_INTERVAL="10")
+
+
+def test_an_access_policy_that_is_not_a_function_is_an_error(settings):
+    assert "chat_sessions.E005" in ids(settings, ACCESS_POLICY="notebooks.models.Notebook")
+
+
+def test_the_default_policy_needs_the_owner_field_on_the_container(settings):
+    default = "chat_sessions.access.containers_owned_by"
+    assert ids(settings, ACCESS_POLICY=default) == set()
+    assert "chat_sessions.E006" in ids(settings, ACCESS_POLICY=default, CONTAINER_OWNER_FIELD="creator")
+
+
+def test_a_backend_that_is_not_an_agent_backend_is_an_error(settings):
+    assert "chat_sessions.E007" in ids(settings, AGENT_BACKEND="datetime.timedelta")
+    assert "chat_sessions.E007" in ids(settings, TITLE_BACKEND="datetime.timedelta")

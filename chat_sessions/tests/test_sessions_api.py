@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import timedelta
@@ -528,3 +529,24 @@ def test_closing_a_session_out_of_the_tabs_changes_nothing(owner_client, noteboo
     if status == SessionStatus.ARCHIVED:
         refused = owner_client.post(session_url(session) + "messages/", {"message": "Hi"}, format="json")
         assert refused.status_code == 409
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_wsgi_a_send_answers_its_whole_stream_once_the_answer_is_saved(owner_client, notebook):
+    # Django's own server (and gunicorn's sync workers) run the send on an event loop that ends
+    # with the response: the answer was cut off empty, and the next send waited on it for a minute.
+    session = make_session(notebook)
+    for question in ("What is photosynthesis?", "And chlorophyll?"):
+        response = owner_client.post(
+            session_url(session) + "messages/", {"message": question}, format="json", HTTP_ACCEPT="text/event-stream"
+        )
+
+        assert response.status_code == 200, response.content[:300]
+        assert response["Content-Type"].startswith("text/event-stream")
+        events = [json.loads(line[6:]) for line in response.content.decode().splitlines() if line.startswith("data: ")]
+        assert [events[0]["type"], events[-1]["type"]] == ["start", "done"]
+        tokens = "".join(event["text"] for event in events if event["type"] == "token")
+        saved = SessionChatMessage.objects.get(pk=events[-1]["message"]["id"])
+        assert (saved.status, saved.message) == ("complete", tokens)
+        assert tokens
+    assert SessionChatMessage.objects.filter(session=session).count() == 4
