@@ -22,6 +22,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from chat_sessions import selectors, services
+from chat_sessions.access import container_model
 from chat_sessions.agents.registry import agent_backend
 from chat_sessions.api.filters import ChatSessionFilter, SessionFilterBackend
 from chat_sessions.api.forms import WriteFormsMixin
@@ -59,6 +60,15 @@ STREAM_EVENT = OpenApiResponse(
     description="`text/event-stream`: start, token, reasoning, reference, done or error events.",
 )
 SESSION_DETAIL_ENVELOPE = inline_serializer("SessionDetailEnvelope", {"session": ChatSessionDetailSerializer()})
+
+
+def _container_name() -> str:
+    """What the host calls its containers (the model's verbose name): "notebook" in deepsight."""
+    return str(container_model()._meta.verbose_name)
+
+
+def _no_such_container() -> str:
+    return f"No such {_container_name()}."
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -100,7 +110,7 @@ class ChatAPIMixin:
             return
         self.container = selectors.container_for_user(user=request.user, container_id=kwargs["container_id"])
         if self.container is None:
-            raise NotFound("No such notebook.")
+            raise NotFound(_no_such_container())
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, ChatError):
@@ -183,7 +193,7 @@ class ChatSessionViewSet(
 
     def _container_or_404(self) -> None:
         if selectors.container_for_user(user=self.request.user, container_id=self.kwargs["container_id"]) is None:
-            raise NotFound("No such notebook.")
+            raise NotFound(_no_such_container())
 
     @extend_schema(request=ChatSessionCreateSerializer, responses={201: SESSION_ENVELOPE})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -194,7 +204,7 @@ class ChatSessionViewSet(
             unknown = agent_backend().document_ids_unknown(container=self.container, document_ids=document_ids)
             if unknown:
                 shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
-                raise ValidationError({"rag_document_ids": [f"No such document in this notebook: {shown}."]})
+                raise ValidationError({"rag_document_ids": [f"No such document in this {_container_name()}: {shown}."]})
         session = services.session_create(container=self.container, user=request.user, **serializer.validated_data)
         return Response({"session": self._shown(session.pk)}, status=status.HTTP_201_CREATED)
 

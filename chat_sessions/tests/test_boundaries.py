@@ -35,3 +35,31 @@ def test_the_boundary_check_would_notice_an_import(tmp_path):
     module.write_text("from notebooks.models import Notebook\n")
 
     assert imported_packages(module) & HOST_PACKAGES == {"notebooks"}
+
+
+def test_the_chat_panel_speaks_of_the_hosts_containers_only_in_the_hosts_words():
+    from django.template.loader import render_to_string
+
+    plain = render_to_string("chat_sessions/chat_panel.html", {"chat_api_url": "/api/projects/1/chat/sessions/"})
+    worded = render_to_string(
+        "chat_sessions/chat_panel.html",
+        {"chat_api_url": "/x/", "chat_intro": "Ask about this project.", "chat_empty_hint": "Ask the project."},
+    )
+
+    assert "notebook" not in plain.lower()
+    assert "Ask a question and the answer appears as it is written." in plain
+    assert "Ask about this project." in worded
+    assert "Ask the project." in worded
+
+
+def test_an_unknown_container_is_named_as_the_host_names_its_model(owner_client, settings):
+    from chat_sessions.access import container_model
+
+    container_model()._meta.verbose_name = "research project"
+    try:
+        response = owner_client.get("/api/v1/notebooks/00000000-0000-0000-0000-000000000000/chat/sessions/")
+    finally:
+        container_model()._meta.verbose_name = "notebook"
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No such research project."}
