@@ -352,6 +352,15 @@ class ChatPanel {
       this.ui.input.focus();
       this.announce(`New chat “${session.title}” opened.`);
     } catch (error) {
+      // No new chat: the draft of the one still shown comes back, with what was typed for the new
+      // one after it, and nothing is sent (an Enter pressed meanwhile meant the new chat).
+      this.sendWhenCreated = false;
+      if (this.activeId) {
+        const typed = this.ui.input.value;
+        this.ui.input.value = [this.conversation(this.activeId).draft, typed].filter(Boolean).join("\n\n");
+        this.autosize();
+        this.renderComposer();
+      }
       this.showAlert(error.message);
     } finally {
       this.creating = false;

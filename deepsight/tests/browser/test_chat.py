@@ -133,6 +133,37 @@ def test_what_is_typed_right_after_new_chat_goes_to_the_new_chat(logged_in, note
     expect(box).to_have_value("A draft for the older chat")  # each tab keeps its own draft
 
 
+THROTTLED_SESSION_CREATE = """
+const fetch = window.fetch.bind(window);
+window.fetch = async (url, init = {}) => {
+  if (init.method === "POST" && /chat\\/sessions\\/$/.test(String(url))) {
+    await new Promise((done) => setTimeout(done, 600));  // long enough to type into the new chat
+    const detail = "Request was throttled. Expected available in 26 seconds.";
+    return new Response(JSON.stringify({ detail }), { status: 429, headers: { "Content-Type": "application/json" } });
+  }
+  return fetch(url, init);
+};
+"""
+
+
+def test_a_new_chat_that_cannot_be_opened_gives_back_the_draft_and_sends_nothing(logged_in, notebook, source):
+    older = session_with_messages(notebook, "Older chat", ["Earlier question", "Earlier answer"])
+    page = open_notebook(logged_in, notebook)
+    box = page.get_by_role("textbox", name="Message")
+    box.fill("my precious draft")
+
+    page.evaluate(THROTTLED_SESSION_CREATE)
+    page.get_by_role("button", name="New chat").click()
+    page.keyboard.type("for the new chat")
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("alert")).to_contain_text("Request was throttled")
+    expect(box).to_have_value("my precious draft\n\nfor the new chat")
+    expect(chat_tabs(page)).to_have_count(1)
+    time.sleep(0.3)
+    assert older.messages.count() == 2  # nothing went to the chat shown
+
+
 SLOW_SESSION_CREATE = """
 const fetch = window.fetch.bind(window);
 window.fetch = async (url, init = {}) => {
