@@ -15,7 +15,12 @@ import { ApiError, csrfToken, errorFrom, getJSON, samePath, sendJSON } from "./a
 import { readEvents } from "./sse.js";
 
 const MESSAGE_PAGE_SIZE = 50;
-const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+// Waits between attempts to reach an answer's stream again; the last one repeats for as long as
+// the page is open. Never given up: an answer outlives a server restart, and its session refuses
+// another message until it ends, so the page must be there to show its end (or to stop it).
+const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 5000];
+// Failed attempts in a row after which the answer says its connection is lost.
+const LOST_AFTER_FAILURES = 2;
 const SEND_RETRIES = 2;
 const STOP_GRACE_MS = 5000;
 
@@ -223,20 +228,27 @@ export class Conversation {
           headers: { Accept: "text/event-stream", "Last-Event-ID": String(stream.lastEventId) },
           signal: stream.controller.signal,
         });
-        if (!response.ok) {
+        // A 5xx is a server restarting, or a proxy in front of one that is down: tried again.
+        if (!response.ok && response.status < 500) {
           this.failed(stream.target, (await errorFrom(response)).message);
           return;
         }
-        if (await this.consume(stream, response)) return;
+        if (response.ok) {
+          if (stream.target.connectionLost) {
+            stream.target.connectionLost = false;
+            this.changed(stream.target);
+          }
+          if (await this.consume(stream, response)) return;
+        }
       } catch {
         if (leavingPage || stream.controller.signal.aborted) return;
       }
       failures = stream.lastEventId > before ? 0 : failures + 1;
-      if (failures >= RECONNECT_DELAYS_MS.length) {
-        this.failed(stream.target, "The connection to the answer was lost. Reload the page to see the rest.");
-        return;
+      if (failures >= LOST_AFTER_FAILURES && !stream.target.connectionLost) {
+        stream.target.connectionLost = true;
+        this.changed(stream.target);
       }
-      await sleep(RECONNECT_DELAYS_MS[failures]);
+      await sleep(RECONNECT_DELAYS_MS[Math.min(failures, RECONNECT_DELAYS_MS.length - 1)]);
     }
   }
 

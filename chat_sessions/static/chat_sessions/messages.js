@@ -88,6 +88,10 @@ function noteFor(message) {
     return h("p", { className: "chat-msg-note chat-msg-error", role: alert, text: `The answer failed: ${error}` });
   }
   if (message.status === "interrupted") return h("p", { className: "chat-msg-note", text: "Stopped before the end." });
+  if (message.status === "streaming" && message.connectionLost) {
+    const text = "The connection to the server was lost; reconnecting. What was written so far is kept.";
+    return h("p", { className: "chat-msg-note", role: "status", text });
+  }
   return null;
 }
 

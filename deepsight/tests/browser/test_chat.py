@@ -584,3 +584,42 @@ def test_a_cut_stream_resumes_after_the_last_event_received(logged_in, notebook,
     assert text.count("Photosynthesis is the process") == 1
     assert "starch or burns for energy." in text
     expect(answer.get_by_role("region", name="Sources")).to_contain_text("Plant notes")
+
+
+def test_an_answer_out_of_reach_for_a_while_is_followed_until_it_ends(logged_in, notebook, source, settings):
+    # A server restart: the page once gave up after five tries (about 15 s), said the answer had
+    # failed, and left a session that refused the next message with no Stop button to end it.
+    settings.LOCAL_AGENT_TOKEN_DELAY = 0.01
+    page = open_notebook(logged_in, notebook)
+    page.get_by_role("button", name="Start chat").click()
+
+    def cut_after_five_events(route):
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        frames = route.fetch().text().split("\n\n")
+        route.fulfill(status=200, content_type="text/event-stream", body="\n\n".join(frames[:5]) + "\n\n")
+
+    attempts: list[str] = []
+
+    def server_down_for_five_tries(route):
+        attempts.append(route.request.url)
+        if len(attempts) <= 2:
+            route.abort("connectionrefused")
+        elif len(attempts) <= 5:
+            route.fulfill(status=502, content_type="text/html", body="<h1>502 Bad Gateway</h1>")
+        else:
+            route.continue_()
+
+    page.route("**/messages/", cut_after_five_events)
+    page.route("**/stream/", server_down_for_five_tries)
+
+    send(page, "Tell me about photosynthesis, chlorophyll and the Calvin cycle")
+
+    answer = answers(page).last
+    expect(answer.get_by_role("status")).to_contain_text("The connection to the server was lost; reconnecting.")
+    expect(page.get_by_role("button", name="Stop generating")).to_be_visible()
+    expect(answer).to_have_attribute("data-status", "complete", timeout=30_000)
+    assert len(attempts) == 6
+    expect(answer.get_by_role("status")).to_have_count(0)
+    assert "starch or burns for energy." in answer.locator(".chat-markdown").inner_text()
