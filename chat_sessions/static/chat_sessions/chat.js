@@ -267,7 +267,7 @@ class ChatPanel {
       // sent yet had no chat left to be a draft of: it goes to the next chat's message box.
       if (this.ui.input.value.trim()) {
         this.unsentText = this.ui.input.value;
-        this.showAlert("This chat was closed in another window. What you had typed is kept for your next message.");
+        this.showAlert("This chat was closed or deleted in another window. What you had typed is kept for your next message.");
       }
       this.activeId = null;
       const next = this.sessions[removedIndex] || this.sessions[removedIndex - 1] || this.sessions[0];

@@ -496,7 +496,7 @@ def test_text_typed_in_a_chat_another_browser_tab_closes_is_kept(context, logged
 
     second.get_by_role("button", name="Close chat Doomed chat").click()
 
-    expect(first.get_by_role("alert")).to_contain_text("closed in another window", timeout=10_000)
+    expect(first.get_by_role("alert")).to_contain_text("closed or deleted in another window", timeout=10_000)
     box = first.get_by_role("textbox", name="Message")
     if others:
         expect(active_tab(first)).to_have_text("Other chat 0")
