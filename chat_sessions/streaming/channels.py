@@ -300,6 +300,7 @@ class RedisStreams:
         self._pending: list[tuple[int, int, str, bool]] = []
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task | None = None
+        self._writing = False
         self._listener: asyncio.Task | None = None
 
     def key(self, message_id: int) -> str:
@@ -362,12 +363,25 @@ class RedisStreams:
                 pipe.xadd(key, {"s": first, "d": "\n".join(datas), "t": "1" if terminal else "0"}, id=f"0-{last}")
                 if first == 1 or terminal:
                     pipe.expire(key, expiry if terminal else lifetime)
+            self._writing = True
             try:
                 await pipe.execute(raise_on_error=False)
             except Exception:
                 logger.warning("Could not mirror %d stream events to Redis", len(events), exc_info=True)
+            finally:
+                self._writing = False
             _stop_if_cancelled()
             await asyncio.sleep(MIRROR_INTERVAL)
+
+    async def drain(self, *, seconds: float) -> None:
+        """Wait, at most `seconds`, for every queued event to be written (a process exiting)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (self._pending or self._writing) and self._writer is not None and not self._writer.done():
+            if loop.time() >= deadline:
+                logger.warning("Exiting with %d stream events not mirrored to Redis", len(self._pending))
+                return
+            await asyncio.sleep(MIRROR_INTERVAL / 2)
 
     async def exists(self, message_id: int) -> bool:
         try:

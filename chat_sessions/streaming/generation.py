@@ -132,6 +132,31 @@ def generation_cancel(message_id: int) -> bool:
     return True
 
 
+#: How long a server shutting down waits for its stopped answers to be saved.
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+async def generations_end(*, grace: float = SHUTDOWN_GRACE_SECONDS) -> int:
+    """The server is shutting down: stop the answers generated on this loop and wait for each to be
+    saved (`interrupted`, with every token its watchers were sent); how many there were.
+
+    Without this a server's graceful stop (SIGTERM) ended the process with its answers mid-write:
+    left `streaming`, their last second of text lost, their sessions refusing messages until they
+    were taken for dead.
+    """
+    loop = asyncio.get_running_loop()
+    tasks = [task for task in _running.values() if task.get_loop() is loop and not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        logger.warning("Shutting down: stopping %d answer(s) being generated and saving them", len(tasks))
+        await asyncio.wait(tasks, timeout=grace)
+        redis = channel_hub().redis
+        if redis is not None:  # their last events, `done` among them, for resumes on other processes
+            await redis.drain(seconds=2.0)
+    return len(tasks)
+
+
 def generation_is_local(message_id: int) -> bool:
     return message_id in _running
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from chat_sessions.models import MessageStatus, SessionChatMessage
-from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory
+from chat_sessions.tests.factories import ChatSessionFactory, NotebookFactory, SourceFactory
 from deepsight.testing.servers import free_socket
 from deepsight.testing.sse import sse_request
 
@@ -534,7 +535,7 @@ def test_bad_messages_get_a_400_naming_the_field(live_server_asgi, session, user
     assert not SessionChatMessage.objects.exists()
 
 
-def _second_process_server(redis_url: str):
+def _second_process_server(redis_url: str, *, settings_module: str = "deepsight.settings_test", args=(), path=""):
     """deepsight in another OS process, on the same test database and Redis."""
     db = django_settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
@@ -546,13 +547,24 @@ def _second_process_server(redis_url: str):
     sock.close()
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "deepsight.settings_test",
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "PYTHONPATH": os.pathsep.join(filter(None, [path, os.environ.get("PYTHONPATH", "")])),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "DEEPSIGHT_TEST_RUN_ID": django_settings.RUN_ID,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "deepsight.asgi:application", "--port", str(port), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "deepsight.asgi:application",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *args,
+        ],
         cwd=ROOT,
         env=env,
     )
@@ -601,6 +613,56 @@ def test_another_web_process_resumes_and_stops_through_redis(live_server_asgi, o
     assert rest[-1].type == "done"
     assert rest[-1].data["message"]["status"] == "interrupted"
     assert answer(answer_id).status == MessageStatus.INTERRUPTED
+
+
+def test_a_server_stopped_gracefully_saves_the_answer_it_cuts_short(live_server_asgi, session, user_token, tmp_path):
+    # SIGTERM, as a deploy or Ctrl-C sends it: uvicorn closes the connections after its grace,
+    # then exits. The answer was left `streaming` with its last second of text lost, and the
+    # session refused messages for a minute.
+    SourceFactory(notebook=session.container, title="Plants", content=" ".join(["Leaves are green."] * 400))
+    (tmp_path / "slow_settings.py").write_text(
+        "from deepsight.settings_test import *\nLOCAL_AGENT_TOKEN_DELAY = 0.02\n"
+    )
+    redis_url = django_settings.CHAT_SESSIONS["REDIS_URL"]  # with Redis, its last events are mirrored too
+    process, url = _second_process_server(
+        redis_url, settings_module="slow_settings", args=["--timeout-graceful-shutdown", "1"], path=str(tmp_path)
+    )
+    try:
+        stream = iter(
+            sse_request(
+                "POST",
+                f"{url}/api/v1/notebooks/{session.container_id}/chat/sessions/{session.id}/messages/",
+                json_body={"message": "Why are leaves green?"},
+                headers=auth(user_token),
+            )
+        )
+        received = [next(stream) for _ in range(30)]
+        answer_id = received[0].data["assistant_message_id"]
+        process.send_signal(signal.SIGTERM)
+        received += list(stream)  # what the client got until the server let it go
+        process.wait(timeout=30)  # uvicorn ends by raising the SIGTERM again, once it is done
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    saved = answer(answer_id)
+    shown = "".join(event.data["text"] for event in received if event.type == "token")
+    assert saved.status == MessageStatus.INTERRUPTED
+    assert saved.message.startswith(shown)
+    assert len(shown) > 100
+    assert saved.metadata["model"] == "local"
+    resumed = list(
+        sse_request(
+            "GET",
+            session_url(live_server_asgi, session) + f"messages/{answer_id}/stream/",
+            headers={**auth(user_token), "Last-Event-ID": str(received[-1].id)},
+        )
+    )
+    assert resumed[-1].type == "done"
+    assert (resumed[-1].data["message"]["status"], resumed[-1].data["message"]["message"]) == (
+        "interrupted",
+        saved.message,
+    )
 
 
 @pytest.fixture
