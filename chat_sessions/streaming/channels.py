@@ -199,6 +199,7 @@ async def _follow_local(log: StreamLog, after: int, direct: DirectSend | None = 
     position = max(after, 0)
     pinger = _Pinger(log, chat_settings.PING_INTERVAL)
     clock = asyncio.get_running_loop().time
+    sent = False
     try:
         while True:
             frames = log.frames
@@ -206,10 +207,16 @@ async def _follow_local(log: StreamLog, after: int, direct: DirectSend | None = 
                 # Everything that arrived since the last send goes out as one write.
                 chunk = frames[position] if len(frames) - position == 1 else b"".join(frames[position:])
                 position = len(frames)
+                sent = True
                 yield chunk
                 pinger.last_sent = clock()
                 continue
             if log.finished:
+                if not sent and frames:
+                    # Resumed at or past its end: the final event again, as Redis and the database
+                    # answer then, so every stream ends with `done` or `error` (an empty one only
+                    # makes an EventSource reconnect).
+                    yield frames[-1]
                 return
             if direct is not None and direct.send is not None and position == len(frames):
                 # Caught up: from the next event on, the generation sends each one itself.

@@ -474,6 +474,22 @@ def test_a_reconnect_resumes_after_the_last_event_seen(either_asgi_server, opena
     assert text == "".join(tokens)
 
 
+def test_resuming_at_or_past_the_end_of_an_answer_still_ends_with_its_done(
+    live_server_asgi, openai_agent, session, user_token
+):
+    # An empty 200 broke "a stream always ends with done or error", and made an EventSource reconnect.
+    openai_agent.script(tokens=["all", " done"])
+    finished = list(send(live_server_asgi, session, user_token))
+    answer_id = finished[0].data["assistant_message_id"]
+    url = messages_url(live_server_asgi, session) + f"{answer_id}/stream/"
+
+    for last_seen in (finished[-1].id, finished[-1].id + 5):
+        resumed = list(sse_request("GET", url, headers={**auth(user_token), "Last-Event-ID": str(last_seen)}))
+
+        assert [(event.id, event.type) for event in resumed] == [(finished[-1].id, "done")]
+        assert resumed[0].data == finished[-1].data
+
+
 def test_resuming_a_finished_answer_returns_it(live_server_asgi, openai_agent, session, user_token):
     openai_agent.script(tokens=["all", " done"])
     finished = list(send(live_server_asgi, session, user_token))
