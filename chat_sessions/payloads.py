@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chat_sessions.dates import datetime_writer
 from chat_sessions.models import SessionChatMessage
 
 
@@ -19,6 +20,6 @@ def message_as_dict(message: SessionChatMessage) -> dict[str, Any]:
         "status": message.status,
         "message_order": message.message_order,
         "client_message_id": message.client_message_id,
-        "timestamp": message.timestamp.isoformat().replace("+00:00", "Z"),
+        "timestamp": datetime_writer()(message.timestamp),
         "metadata": message.metadata,
     }

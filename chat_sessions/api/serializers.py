@@ -12,14 +12,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.http import QueryDict
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import ISO_8601, serializers
+from rest_framework import serializers
 from rest_framework.settings import api_settings
 
 from chat_sessions.conf import chat_settings
+from chat_sessions.dates import datetime_writer
 from chat_sessions.models import ChatSession, SessionChatMessage, SessionStatus, TagSource
 from chat_sessions.payloads import message_as_dict
 from chat_sessions.selectors import sessions_tags_load
@@ -132,7 +131,7 @@ class ChatSessionSerializer(serializers.ModelSerializer):
     def to_representation(self, session: ChatSession) -> dict[str, Any]:
         """The fields above, written out directly: DRF's field-by-field walk was a third of a list page.
 
-        Dates read exactly as DRF's `DateTimeField` writes them (`_datetime_writer`).
+        Dates read exactly as DRF's `DateTimeField` writes them (`dates.datetime_writer`).
         """
         moment = self._moment
         return {
@@ -157,7 +156,7 @@ class ChatSessionSerializer(serializers.ModelSerializer):
     @functools.cached_property
     def _moment(self) -> Callable[[datetime], str]:
         # Once per serializer: a list's rows share the one its `many=True` parent made.
-        return _datetime_writer()
+        return datetime_writer()
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_tags(self, session: ChatSession) -> list[str]:
@@ -166,23 +165,6 @@ class ChatSessionSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_suggested_tags(self, session: ChatSession) -> list[str]:
         return _tag_names(session, TagSource.AUTO)
-
-
-def _datetime_writer() -> Callable[[datetime], str]:
-    """DRF's `DateTimeField().to_representation`, with the current time zone looked up once.
-
-    DRF looks the zone up for every date it writes, five times per session: that was most of a
-    list page's serializing. Any other `DATETIME_FORMAT` than ISO 8601 goes through DRF itself.
-    """
-    if api_settings.DATETIME_FORMAT is None or api_settings.DATETIME_FORMAT.lower() != ISO_8601 or not settings.USE_TZ:
-        return serializers.DateTimeField().to_representation
-    zone = timezone.get_current_timezone()
-
-    def write(value: datetime) -> str:
-        text = (value.astimezone(zone) if timezone.is_aware(value) else timezone.make_aware(value, zone)).isoformat()
-        return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-    return write
 
 
 class ChatSessionDetailSerializer(ChatSessionSerializer):

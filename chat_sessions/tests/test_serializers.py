@@ -69,3 +69,15 @@ def test_the_detail_adds_its_recent_messages(session):
 
     assert data == generic
     assert [item["id"] for item in data["messages"]] == [message.pk]
+
+
+def test_a_sessions_messages_are_dated_in_the_same_time_zone_as_the_session(session, settings):
+    # A host on another TIME_ZONE got sessions at "-05:00" and their messages at "Z" in one response.
+    message = MessageFactory(session=session, message_order=1, timestamp=datetime(2026, 3, 29, 1, 30, tzinfo=UTC))
+    session.recent_messages, session.has_older_messages, session.older_messages = [message], False, None
+    settings.TIME_ZONE = "America/Chicago"
+    with timezone.override("America/Chicago"):
+        data = ChatSessionDetailSerializer(session).data
+
+    assert data["ended_at"] == "2026-03-28T20:30:15.123456-05:00"
+    assert data["messages"][0]["timestamp"] == "2026-03-28T20:30:00-05:00"
