@@ -559,17 +559,19 @@ def test_a_refused_message_is_shown_in_the_conversation(logged_in, notebook):
     assert not SessionChatMessage.objects.filter(message="Another question").exists()
 
 
+def cut_after_five_events(route):
+    """A send's response cut after its first five events, as a dropped connection cuts it."""
+    if route.request.method != "POST":
+        route.continue_()
+        return
+    frames = route.fetch().text().split("\n\n")
+    route.fulfill(status=200, content_type="text/event-stream", body="\n\n".join(frames[:5]) + "\n\n")
+
+
 def test_a_cut_stream_resumes_after_the_last_event_received(logged_in, notebook, source, settings):
     settings.LOCAL_AGENT_TOKEN_DELAY = 0.01
     page = open_notebook(logged_in, notebook)
     page.get_by_role("button", name="Start chat").click()
-
-    def cut_after_five_events(route):
-        if route.request.method != "POST":
-            route.continue_()
-            return
-        frames = route.fetch().text().split("\n\n")
-        route.fulfill(status=200, content_type="text/event-stream", body="\n\n".join(frames[:5]) + "\n\n")
 
     page.route("**/messages/", cut_after_five_events)
     resumed_after: list[str] = []
@@ -592,13 +594,6 @@ def test_an_answer_out_of_reach_for_a_while_is_followed_until_it_ends(logged_in,
     settings.LOCAL_AGENT_TOKEN_DELAY = 0.01
     page = open_notebook(logged_in, notebook)
     page.get_by_role("button", name="Start chat").click()
-
-    def cut_after_five_events(route):
-        if route.request.method != "POST":
-            route.continue_()
-            return
-        frames = route.fetch().text().split("\n\n")
-        route.fulfill(status=200, content_type="text/event-stream", body="\n\n".join(frames[:5]) + "\n\n")
 
     attempts: list[str] = []
 
