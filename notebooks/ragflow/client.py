@@ -123,27 +123,23 @@ class RagFlowClient:
 
     async def dataset_find(self, *, name: str) -> dict[str, Any] | None:
         """The dataset with exactly this name, or None."""
-        try:
-            data = await self._call("GET", "/datasets", params={"name": name}, idempotent=True)
-        except (RagFlowNotFound, RagFlowRefused) as exc:
-            if exc.code in (102, 108):  # "You don't own the dataset <name>" / "lacks permission"
-                return None
-            raise
-        for dataset in data if isinstance(data, list) else ():
-            if isinstance(dataset, dict) and dataset.get("name") == name and dataset.get("id"):
-                return dataset
-        return None
+        rows = await self._datasets_where(name=name)
+        return next((row for row in rows if row.get("name") == name and row.get("id")), None)
 
     async def dataset_exists(self, *, dataset_id: str) -> bool:
         """Whether RAGFlow still has this dataset for our key (`GET /datasets?id=`)."""
         _id_required(dataset_id, what="dataset_exists")
+        return any(row.get("id") == dataset_id for row in await self._datasets_where(id=dataset_id))
+
+    async def _datasets_where(self, **params: str) -> list[dict[str, Any]]:
+        """`GET /datasets` filtered by `params`; none when RAGFlow says it has none for our key."""
         try:
-            data = await self._call("GET", "/datasets", params={"id": dataset_id}, idempotent=True)
+            data = await self._call("GET", "/datasets", params=params, idempotent=True)
         except (RagFlowNotFound, RagFlowRefused) as exc:
-            if exc.code in (102, 108):  # "You don't own the dataset <id>" / "lacks permission"
-                return False
+            if exc.code in (102, 108):  # "You don't own the dataset <name or id>" / "lacks permission"
+                return []
             raise
-        return any(isinstance(row, dict) and row.get("id") == dataset_id for row in data or ())
+        return [row for row in data if isinstance(row, dict)] if isinstance(data, list) else []
 
     async def dataset_delete(self, *, dataset_ids: Sequence[str]) -> None:
         """Delete datasets (and their documents). Already gone counts as deleted."""
