@@ -92,7 +92,11 @@ class MessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def to_representation(self, instance: SessionChatMessage) -> dict[str, Any]:
-        return message_as_dict(instance)
+        return message_as_dict(instance, moment=self._moment)
+
+    @functools.cached_property
+    def _moment(self) -> Callable[[datetime], str]:
+        return datetime_writer()  # once per serializer: a page's rows share its `many=True` child
 
 
 def _tag_names(session: ChatSession, source: str) -> list[str]:
@@ -179,7 +183,7 @@ class ChatSessionDetailSerializer(ChatSessionSerializer):
     def to_representation(self, session: ChatSession) -> dict[str, Any]:
         return {
             **super().to_representation(session),
-            "messages": [message_as_dict(message) for message in session.recent_messages],
+            "messages": [message_as_dict(message, moment=self._moment) for message in session.recent_messages],
             "has_older_messages": session.has_older_messages,
             "older_messages": session.older_messages,
         }
