@@ -35,7 +35,7 @@ def check_chat_sessions_settings(app_configs=None, **kwargs):
     for name in ("IDLE_TIMEOUT", "STALE_STREAM_AFTER", "STREAM_RETENTION"):
         if not isinstance(getattr(chat_settings, name), timedelta):
             errors.append(Error(f"CHAT_SESSIONS['{name}'] must be a timedelta.", id="chat_sessions.E003"))
-    seconds = [name for name in SECONDS if not _is_number(chat_settings.user_settings.get(name, DEFAULTS[name]))]
+    seconds = [name for name in SECONDS if not _is_number(getattr(chat_settings, name))]
     for name in seconds:
         errors.append(Error(f"CHAT_SESSIONS['{name}'] must be a number of seconds.", id="chat_sessions.E003"))
     if seconds:
@@ -77,10 +77,8 @@ def _hook_errors() -> list[Error]:
 
     errors = []
     try:
-        policy, backends = (
-            chat_settings.ACCESS_POLICY,
-            {name: getattr(chat_settings, name) for name in ("AGENT_BACKEND", "TITLE_BACKEND")},
-        )
+        policy = chat_settings.ACCESS_POLICY
+        backends = {name: getattr(chat_settings, name) for name in ("AGENT_BACKEND", "TITLE_BACKEND")}
         model = apps.get_model(chat_settings.CONTAINER_MODEL)
     except (ImportError, LookupError, ValueError):
         return errors  # reported above

@@ -37,7 +37,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from chat_sessions.models import CleanupStatus
@@ -165,14 +165,7 @@ def dataset_lost(*, notebook_id: Any, remote_id: str) -> bool:
         if not forgotten:
             return True  # another worker found it first
         logger.warning("RAGFlow dataset %s of notebook %s is gone; it is made again", remote_id, notebook_id)
-        Source.objects.filter(notebook_id=notebook_id).exclude(parse_status=ParseStatus.DELETING).update(
-            remote_document_id="",
-            parse_status=ParseStatus.PENDING,
-            parse_progress=0.0,
-            chunk_count=0,
-            last_error=SENT_AGAIN,
-            updated_at=now,
-        )
+        _sources_send_again(Source.objects.filter(notebook_id=notebook_id))
         RagFlowAgent.objects.filter(notebook_id=notebook_id).exclude(remote_id="").update(
             template_version=DATASET_LOST, updated_at=now
         )
@@ -180,23 +173,26 @@ def dataset_lost(*, notebook_id: Any, remote_id: str) -> bool:
     return True
 
 
-def _source_send_again(*, source_id: Any, document_id: str) -> None:
-    """A source whose call met the lost dataset (as it was being forgotten, or just after): back to
-    pending and sent to the new dataset, unless it was reset (or sent) meanwhile."""
-    sent_again = (
-        Source.objects.filter(pk=source_id, remote_document_id=document_id)
-        .exclude(parse_status=ParseStatus.DELETING)
-        .update(
-            remote_document_id="",
-            parse_status=ParseStatus.PENDING,
-            parse_progress=0.0,
-            chunk_count=0,
-            last_error=SENT_AGAIN,
-            updated_at=timezone.now(),
-        )
+def _sources_send_again(sources: QuerySet[Source]) -> int:
+    """Back to `pending` with no RAGFlow document, to be sent to the notebook's new dataset."""
+    return sources.exclude(parse_status=ParseStatus.DELETING).update(
+        remote_document_id="",
+        parse_status=ParseStatus.PENDING,
+        parse_progress=0.0,
+        chunk_count=0,
+        last_error=SENT_AGAIN,
+        updated_at=timezone.now(),
     )
-    if sent_again:
-        _on_commit_enqueue("source_upload", source_id=str(source_id))
+
+
+def _source_met_lost_dataset(*, source: Source, dataset: RagFlowDataset, exc: RagFlowError) -> bool:
+    """A source's call failed because RAGFlow lost the dataset (`dataset_lost` confirms it): True,
+    and the source is sent to the new dataset, unless it was reset (or sent) meanwhile."""
+    if not (_says_dataset_gone(exc) and dataset_lost(notebook_id=source.notebook_id, remote_id=dataset.remote_id)):
+        return False
+    if _sources_send_again(Source.objects.filter(pk=source.pk, remote_document_id=source.remote_document_id)):
+        _on_commit_enqueue("source_upload", source_id=str(source.pk))
+    return True
 
 
 def _dataset_metadata(remote: dict[str, Any]) -> dict[str, Any]:
@@ -275,8 +271,7 @@ def source_upload(*, source_id: str, final_attempt: bool = True) -> bool:
                 )
             )
         except RagFlowError as exc:
-            if _says_dataset_gone(exc) and dataset_lost(notebook_id=source.notebook_id, remote_id=dataset.remote_id):
-                _source_send_again(source_id=source.pk, document_id="")
+            if _source_met_lost_dataset(source=source, dataset=dataset, exc=exc):
                 return False
             _source_failure(source_id=source.pk, exc=exc, final_attempt=final_attempt, status=ParseStatus.PENDING)
             return False
@@ -301,8 +296,7 @@ def source_upload(*, source_id: str, final_attempt: bool = True) -> bool:
             )
         )
     except RagFlowError as exc:
-        if _says_dataset_gone(exc) and dataset_lost(notebook_id=source.notebook_id, remote_id=dataset.remote_id):
-            _source_send_again(source_id=source.pk, document_id=source.remote_document_id)
+        if _source_met_lost_dataset(source=source, dataset=dataset, exc=exc):
             return False
         _source_failure(source_id=source.pk, exc=exc, final_attempt=final_attempt, status=ParseStatus.PARSING)
         return False
@@ -337,8 +331,7 @@ def source_parse_refresh(*, source_id: str) -> bool:
         if exc.transient:
             Source.objects.filter(pk=source.pk).update(last_error=_error_text(exc))
             return False  # ask again at the next poll
-        if _says_dataset_gone(exc) and dataset_lost(notebook_id=source.notebook_id, remote_id=dataset.remote_id):
-            _source_send_again(source_id=source.pk, document_id=source.remote_document_id)
+        if _source_met_lost_dataset(source=source, dataset=dataset, exc=exc):
             return True  # nothing left to follow: the document went with the dataset
         Source.objects.filter(pk=source.pk).update(parse_status=ParseStatus.ERROR, last_error=_error_text(exc))
         return True
